@@ -1,0 +1,26 @@
+"""tinygrad_lab: a from-scratch deep-learning engine (autograd, layers, optimizers, kernels)."""
+
+from tinygrad_lab import helpers
+
+helpers.apply_thread_env()
+
+from tinygrad_lab.function import enable_grad, is_grad_enabled, no_grad, profile  # noqa: E402
+from tinygrad_lab.helpers import reference, set_num_threads, use_kernels  # noqa: E402
+from tinygrad_lab.tensor import Tensor, cat, concatenate, stack, where  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "cat",
+    "concatenate",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+    "profile",
+    "reference",
+    "set_num_threads",
+    "stack",
+    "use_kernels",
+    "where",
+]

@@ -1,0 +1,158 @@
+"""Process-wide switches (DEBUG, KERNELS, threads), timers and memory probes.
+
+Read once from the environment at import, changed at run time through the functions here, so
+that the benchmarks and the tests flip exactly the same switches a user does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+DEBUG: int = _env_int("DEBUG", 0)
+"""0 quiet; 1 backend and device choices; 2 one line per op call; 3 also saved-for-backward bytes."""
+
+_KERNELS: bool = _env_int("TINYGRAD_LAB_KERNELS", 1) != 0
+"""False forces every named array function onto its pure NumPy/CuPy reference."""
+
+_switch_version = 0
+"""Bumped whenever KERNELS changes, so backends can cache resolved functions safely."""
+
+
+def kernels_enabled() -> bool:
+    return _KERNELS
+
+
+def set_kernels(enabled: bool) -> None:
+    """Turn the hand-written kernels on or off (off = the NumPy reference path)."""
+    global _KERNELS, _switch_version
+    _KERNELS = bool(enabled)
+    _switch_version += 1
+
+
+def switch_version() -> int:
+    return _switch_version
+
+
+@contextlib.contextmanager
+def reference() -> Iterator[None]:
+    """Run the block on the pure-NumPy reference path: `with tl.reference(): ...`."""
+    previous = _KERNELS
+    set_kernels(False)
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+@contextlib.contextmanager
+def use_kernels() -> Iterator[None]:
+    """Run the block with kernels on, whatever the environment said."""
+    previous = _KERNELS
+    set_kernels(True)
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+def set_num_threads(n: int) -> None:
+    """One thread count for Numba's parallel kernels and for BLAS (when threadpoolctl is there).
+
+    BLAS reads OMP_NUM_THREADS / OPENBLAS_NUM_THREADS only when it loads, so for a fixed count
+    from the start set TINYGRAD_LAB_THREADS before importing; this function also changes a
+    running process where it can.
+    """
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    global _threads
+    _threads = n
+    if "numba" in sys.modules or _numba_available():
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    with contextlib.suppress(ImportError):
+        import threadpoolctl  # optional
+
+        threadpoolctl.threadpool_limits(n)
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _default_threads() -> int:
+    n = _env_int("TINYGRAD_LAB_THREADS", 0)
+    return n if n > 0 else (os.cpu_count() or 1)
+
+
+_threads: int = _default_threads()
+
+
+def num_threads() -> int:
+    """The thread count the engine was told to use (Numba kernels and BLAS)."""
+    return _threads
+
+
+def apply_thread_env() -> None:
+    """Pin BLAS thread variables before NumPy loads BLAS, when TINYGRAD_LAB_THREADS is set."""
+    n = _env_int("TINYGRAD_LAB_THREADS", 0)
+    if n > 0:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS"):
+            os.environ.setdefault(var, str(n))
+
+
+def log(msg: str) -> None:
+    """The one place the engine prints diagnostics (stderr, so stdout stays the user's)."""
+    print(msg, file=sys.stderr)
+
+
+class Timer:
+    """`with Timer() as t: ...; t.seconds` — perf_counter based."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (Linux/macOS), 0 where unknown."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def current_rss_bytes() -> int:
+    """Current resident set size from /proc (Linux), 0 elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

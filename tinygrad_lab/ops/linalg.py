@@ -1,0 +1,85 @@
+"""Matrix products: batched matmul with broadcasting, and the fused dense layer.
+
+The products themselves belong to BLAS (the backend's `@`); what is fused here is what surrounds
+them: the bias add and the activation of a dense layer, in one named array function.
+"""
+
+from __future__ import annotations
+
+from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.function import Ctx, Function
+
+
+class MatMul(Function):
+    """z = a @ b over the last two axes, leading axes broadcast.
+
+    dz/da = g @ b^T,  dz/db = a^T @ g  (batch broadcasting undone by Tensor.backward).
+    """
+
+    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
+        ctx.save(a, b)
+        return a @ b
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
+        a, b = ctx.saved
+        need_a, need_b = ctx.needs_input_grad
+        ga = g @ b.swapaxes(-1, -2) if need_a else None
+        gb = a.swapaxes(-1, -2) @ g if need_b else None
+        return ga, gb
+
+
+ACTIVATIONS = (None, "relu", "tanh", "sigmoid", "gelu")
+
+
+class Linear(Function):
+    """z = act(x @ w + b), x (..., I), w (I, O), b (O,): a Keras Dense layer in one node.
+
+    Backward: gy = act'(g); gb = sum of gy over leading axes; gx = gy @ w^T; gw = x^T @ gy.
+    ReLU, tanh and sigmoid save their output; GELU saves its input (its derivative needs it).
+    """
+
+    activation: str | None
+
+    def forward(self, ctx: Ctx, x: Array, w: Array, b: Array | None = None) -> Array:
+        y = x @ w  # (..., O), a fresh array the bias kernel may update in place
+        act = self.activation
+        if act == "gelu":
+            pre = ctx.call("bias_act_forward", y, b, None) if b is not None else y
+            out = ctx.call("gelu_forward", pre)
+            ctx.save(x, w, pre)
+            return out
+        out = ctx.call("bias_act_forward", y, b, act) if (b is not None or act) else y
+        ctx.save(x, w, out)
+        return out
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, ...]:
+        x, w, kept = ctx.saved
+        act = self.activation
+        gy = ctx.call(f"{act}_backward", g, kept) if act else g
+        need_x, need_w = ctx.needs_input_grad[:2]
+        out_features = w.shape[1]
+        gy2 = gy.reshape(-1, out_features)  # (N, O) with N = product of leading axes
+        gx = (gy @ w.T) if need_x else None
+        gw = (x.reshape(-1, w.shape[0]).T @ gy2) if need_w else None
+        if len(ctx.needs_input_grad) == 3:
+            gb = ctx.call("sum_to_shape", gy2, (out_features,)) if ctx.needs_input_grad[2] else None
+            return gx, gw, gb
+        return gx, gw
+
+
+@reference_function("bias_act_forward")
+def bias_act_forward(y: Array, b: Array | None, activation: str | None) -> Array:
+    """act(y + b) for y (..., O), b (O,) or None; activation one of ACTIVATIONS but 'gelu'."""
+    xp = array_module(y)
+    z = y + b if b is not None else y
+    if activation is None:
+        return z
+    if activation == "relu":
+        return xp.maximum(z, 0)
+    if activation == "tanh":
+        return xp.tanh(z)
+    if activation == "sigmoid":
+        from tinygrad_lab.ops.elementwise import sigmoid_forward
+
+        return sigmoid_forward(z)
+    raise ValueError(f"bias_act_forward: unknown activation {activation!r}")

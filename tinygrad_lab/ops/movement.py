@@ -1,0 +1,139 @@
+"""Ops that move data without arithmetic: reshape, permute, expand, indexing, concatenation.
+
+Also `sum_to_shape`, the one helper that undoes broadcasting in backward (called by
+Tensor.backward for every input whose gradient came back broadcast).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.backends import Array, Backend, array_module, reference_function
+from tinygrad_lab.function import Ctx, Function
+
+
+@reference_function("sum_to_shape")
+def sum_to_shape_reference(g: Array, shape: tuple[int, ...]) -> Array:
+    """Sum g over the axes broadcasting added or stretched, so it has `shape` again."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    )
+    out = g.sum(axis=axes, keepdims=True) if axes else g
+    return out.reshape(shape)
+
+
+def sum_to_shape(backend: Backend, g: Array, shape: tuple[int, ...]) -> Array:
+    return backend.call("sum_to_shape", g, tuple(shape))
+
+
+class Reshape(Function):
+    """A new shape over the same elements; backward reshapes back."""
+
+    shape: tuple[int, ...]
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        ctx.save(a.shape)
+        return a.reshape(self.shape)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (shape,) = ctx.saved
+        return (g.reshape(shape),)
+
+
+class Permute(Function):
+    """Reorder axes; backward applies the inverse permutation."""
+
+    axes: tuple[int, ...]
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        return a.transpose(self.axes)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        return (g.transpose(tuple(np.argsort(self.axes))),)
+
+
+class Expand(Function):
+    """Broadcast to a larger shape (a view); backward sums back (done by Tensor.backward)."""
+
+    shape: tuple[int, ...]
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        return ctx.xp.broadcast_to(a, self.shape)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        return (g,)
+
+
+def _is_advanced(index: Any) -> bool:
+    """True when the index holds an array (integer or boolean): NumPy's advanced indexing."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(hasattr(p, "shape") and not isinstance(p, np.generic) for p in parts)
+
+
+class GetItem(Function):
+    """z = a[index] for basic and integer-array indexing; backward scatters g back, adding
+    where an index repeats (np.add.at)."""
+
+    index: Any
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        ctx.save(a.shape, a.dtype)
+        return a[self.index]
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        shape, dtype = ctx.saved
+        xp = ctx.xp
+        out = xp.zeros(shape, dtype=dtype)
+        if _is_advanced(self.index):
+            xp.add.at(out, self.index, g)  # repeated indices add up
+        else:
+            out[self.index] = g
+        return (out,)
+
+
+class Pad(Function):
+    """Zero padding; backward slices the padding away."""
+
+    widths: tuple[tuple[int, int], ...]
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        ctx.save(a.shape)
+        return ctx.xp.pad(a, self.widths)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (shape,) = ctx.saved
+        index = tuple(slice(lo, lo + s) for (lo, _), s in zip(self.widths, shape))
+        return (g[index],)
+
+
+class Concatenate(Function):
+    """Join along an existing axis; backward splits g at the same offsets."""
+
+    axis: int
+
+    def forward(self, ctx: Ctx, *arrays: Array) -> Array:
+        ctx.save(tuple(a.shape[self.axis] for a in arrays))
+        return ctx.xp.concatenate(arrays, axis=self.axis)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, ...]:
+        (sizes,) = ctx.saved
+        offsets = np.cumsum(sizes)[:-1]
+        return tuple(ctx.xp.split(g, [int(o) for o in offsets], axis=self.axis))
+
+
+class ToDevice(Function):
+    """Copy between devices; the gradient is copied back."""
+
+    target: Backend
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        ctx.save(ctx.backend)
+        host = ctx.backend.to_numpy(a)
+        return self.target.asarray(host)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (source,) = ctx.saved
+        return (source.asarray(self.target.to_numpy(g)),)

@@ -1,0 +1,51 @@
+"""Reductions over axes (NumPy names: axis, keepdims). `mean` and `var` are Tensor compositions."""
+
+from __future__ import annotations
+
+from tinygrad_lab.backends import Array
+from tinygrad_lab.function import Ctx, Function
+
+
+def _keepdims_shape(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    """z = sum(a, axis);  dz/da = 1 broadcast back over the reduced axes."""
+
+    axis: tuple[int, ...] | None
+    keepdims: bool
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        ctx.save(a.shape)
+        return ctx.xp.sum(a, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (shape,) = ctx.saved
+        g = g.reshape(_keepdims_shape(shape, self.axis))
+        return (ctx.xp.broadcast_to(g, shape),)
+
+
+class Max(Function):
+    """z = max(a, axis);  the gradient goes to the maxima, split evenly among ties."""
+
+    axis: tuple[int, ...] | None
+    keepdims: bool
+
+    def forward(self, ctx: Ctx, a: Array) -> Array:
+        if a.size == 0:
+            raise ValueError(f"max: cannot reduce an empty tensor of shape {a.shape}")
+        m = ctx.xp.max(a, axis=self.axis, keepdims=True)
+        if ctx.recording:
+            mask = a == m
+            ctx.save(mask, mask.sum(axis=self.axis, keepdims=True))
+        return m if self.keepdims else m.reshape(
+            tuple(s for i, s in enumerate(a.shape) if self.axis is not None and i not in self.axis)
+        )
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        mask, count = ctx.saved
+        g = g.reshape(_keepdims_shape(mask.shape, self.axis))
+        return ((g / count) * mask,)

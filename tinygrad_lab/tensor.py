@@ -1,0 +1,636 @@
+"""Tensor: an array, the device it lives on, and the node of the tape that made it.
+
+Every method that does maths is one line calling an op's `apply`; the maths and its derivative
+live in tinygrad_lab/ops/. `backward()` walks the tape once in reverse topological order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.backends import Array, Backend, get_backend
+from tinygrad_lab.function import Ctx, Function, is_grad_enabled, timed_backward
+from tinygrad_lab.ops import elementwise as E
+from tinygrad_lab.ops import linalg as L
+from tinygrad_lab.ops import movement as M
+from tinygrad_lab.ops import nn as N
+from tinygrad_lab.ops import reduce as R
+from tinygrad_lab.ops.movement import sum_to_shape
+
+Shape = tuple[int, ...]
+_FLOAT_KINDS = "f"
+
+
+def _as_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(a) % max(ndim, 1))
+    return tuple(sorted(out))
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autograd.
+
+    >>> x = Tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward(); x.grad.numpy()  # array([2., 4.], dtype=float32)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_backend", "_device", "__weakref__")
+    __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
+
+    def __init__(
+        self,
+        data: Any,
+        requires_grad: bool = False,
+        dtype: Any = None,
+        device: str = "cpu",
+    ) -> None:
+        backend = get_backend(device)
+        if isinstance(data, Tensor):
+            data = data.data
+        if dtype is None and not hasattr(data, "dtype"):
+            dtype = np.float32  # Python scalars and lists become float32
+        if hasattr(data, "__cuda_array_interface__") or isinstance(data, np.ndarray):
+            arr = backend.asarray(data, dtype=dtype)
+        else:
+            arr = backend.asarray(np.asarray(data, dtype=dtype))
+        self.data: Array = arr
+        self.grad: Tensor | None = None
+        self._backend: Backend = backend
+        self._device: str = backend.name
+        self._ctx: Ctx | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, data: Array, backend: Backend, device: str, requires_grad: bool) -> Tensor:
+        """Fast constructor for op outputs: no conversion, no checks."""
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.requires_grad = requires_grad
+        t._ctx = None
+        t._backend = backend
+        t._device = device
+        return t
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"only floating-point tensors can require gradients; this one is {self.data.dtype}"
+                " (cast with .astype('float32') first)"
+            )
+        self.requires_grad = flag
+        return self
+
+    # --- properties ----------------------------------------------------------------------
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        dev = f", device={self.device!r}" if self.device != "cpu" else ""
+        body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=20)
+        return f"Tensor({body}, dtype={self.dtype}{dev}{grad})"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(f"truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    # --- conversion ----------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        return self._backend.to_numpy(self.data)
+
+    def item(self) -> Any:
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """Same data, cut from the tape."""
+        return Tensor._wrap(self.data, self._backend, self._device, False)
+
+    def to(self, device: str) -> Tensor:
+        """Copy to another device; gradients flow back across the move."""
+        backend = get_backend(device)
+        if backend is self._backend:
+            return self
+        moved = M.ToDevice.apply(self, target=backend)
+        moved._backend, moved._device = backend, backend.name
+        return moved
+
+    def astype(self, dtype: Any) -> Tensor:
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return E.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    # --- autograd ------------------------------------------------------------------------
+    def backward(self, gradient: Tensor | Array | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's .grad that requires it.
+
+        A scalar output starts from 1; any other output needs `gradient` of its own shape.
+        The tape is freed as it is walked unless retain_graph=True.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (no graph)")
+        xp = self._backend.xp
+        if gradient is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward() on a non-scalar tensor of shape {self.shape} needs an explicit "
+                    "gradient of that shape: t.backward(gradient)"
+                )
+            seed = xp.ones(self.data.shape, dtype=self.dtype)
+        else:
+            seed = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
+            if tuple(seed.shape) != self.shape:
+                raise ValueError(
+                    f"backward(): gradient shape {tuple(seed.shape)} does not match the tensor's "
+                    f"shape {self.shape}"
+                )
+            seed = seed.astype(self.dtype, copy=False)
+        grads: dict[int, Array] = {id(self): seed}
+        leaf_arrays: set[int] = set()
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            ctx = node._ctx
+            if ctx is None:
+                _accumulate_leaf(node, g, leaf_arrays)
+                continue
+            if ctx.fn is None or ctx.saved is None:
+                raise RuntimeError(
+                    "backward() through a graph that was already freed; call the first "
+                    "backward(retain_graph=True) to walk it twice"
+                )
+            in_grads = timed_backward(ctx, g)
+            for parent, pg, need in zip(ctx.parents, in_grads, ctx.needs_input_grad):
+                if not need or pg is None:
+                    continue
+                if pg.shape != parent.data.shape:
+                    pg = sum_to_shape(ctx.backend, pg, parent.data.shape)
+                if pg.dtype != parent.data.dtype:
+                    pg = pg.astype(parent.data.dtype)
+                key = id(parent)
+                prev = grads.get(key)
+                grads[key] = pg if prev is None else prev + pg
+            if not retain_graph:
+                ctx.saved = None  # type: ignore[assignment]
+                ctx.parents = ()
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # --- elementwise -----------------------------------------------------------------------
+    def _const(self, value: Any) -> Tensor:
+        if isinstance(value, Tensor):
+            return value
+        dtype = self.dtype
+        if dtype.kind != "f" and isinstance(value, float):
+            dtype = np.dtype(np.float32)
+        arr = self._backend.asarray(value, dtype=dtype)
+        return Tensor._wrap(arr, self._backend, self._device, False)
+
+    def _binary(self, fn: type[Function], other: Any, reverse: bool = False) -> Tensor:
+        other = self._const(other)
+        a, b = (other, self) if reverse else (self, other)
+        try:
+            return fn.apply(a, b)
+        except ValueError:
+            _check_broadcast(fn.__name__.lower(), a.shape, b.shape)
+            raise
+
+    def add(self, other: Any) -> Tensor:
+        return self._binary(E.Add, other)
+
+    def sub(self, other: Any) -> Tensor:
+        return self._binary(E.Sub, other)
+
+    def mul(self, other: Any) -> Tensor:
+        return self._binary(E.Mul, other)
+
+    def div(self, other: Any) -> Tensor:
+        return self._binary(E.Div, other)
+
+    def pow(self, exponent: Any) -> Tensor:
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            return E.PowScalar.apply(self, exponent=exponent)
+        return self._binary(E.Pow, exponent)
+
+    def maximum(self, other: Any) -> Tensor:
+        return self._binary(E.Maximum, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return -((-self).maximum(-self._const(other)))
+
+    def neg(self) -> Tensor:
+        return E.Neg.apply(self)
+
+    def exp(self) -> Tensor:
+        return E.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return E.Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return E.Sqrt.apply(self)
+
+    def abs(self) -> Tensor:
+        return E.Abs.apply(self)
+
+    def tanh(self) -> Tensor:
+        return E.Tanh.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return E.Sigmoid.apply(self)
+
+    def relu(self) -> Tensor:
+        return E.Relu.apply(self)
+
+    def gelu(self) -> Tensor:
+        """GELU, tanh approximation (as in GPT-2 and BERT)."""
+        return E.Gelu.apply(self)
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
+        return E.Clip.apply(self, low=low, high=high)
+
+    __add__ = add
+    __sub__ = sub
+    __mul__ = mul
+    __truediv__ = div
+    __pow__ = pow
+    __neg__ = neg
+
+    def __radd__(self, other: Any) -> Tensor:
+        return self._binary(E.Add, other, reverse=True)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return self._binary(E.Sub, other, reverse=True)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return self._binary(E.Mul, other, reverse=True)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return self._binary(E.Div, other, reverse=True)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return self._binary(E.Pow, other, reverse=True)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return self._const(other).matmul(self)
+
+    # --- comparisons: no gradient, boolean results ------------------------------------------
+    def _compare(self, other: Any, ufunc: str) -> Tensor:
+        other_data = other.data if isinstance(other, Tensor) else other
+        try:
+            out = getattr(self._backend.xp, ufunc)(self.data, other_data)
+        except ValueError:
+            _check_broadcast(ufunc, self.shape, getattr(other_data, "shape", ()))
+            raise
+        return Tensor._wrap(out, self._backend, self._device, False)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, "less")
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, "less_equal")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, "greater")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, "greater_equal")
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, "equal")
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, "not_equal")
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        out = self._backend.xp.argmax(self.data, axis=axis, keepdims=keepdims)
+        return Tensor._wrap(out, self._backend, self._device, False)
+
+    # --- reductions ------------------------------------------------------------------------
+    def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        return R.Sum.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        axes = _as_axes(axis, self.ndim)
+        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        return self.sum(axes, keepdims) * (1.0 / max(count, 1))
+
+    def var(
+        self, axis: int | Sequence[int] | None = None, keepdims: bool = False, ddof: int = 0
+    ) -> Tensor:
+        axes = _as_axes(axis, self.ndim)
+        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        centred = self - self.mean(axes, keepdims=True)
+        return (centred * centred).sum(axes, keepdims) * (1.0 / max(count - ddof, 1))
+
+    def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        return R.Max.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+
+    def min(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        return -((-self).max(axis, keepdims))
+
+    # --- movement --------------------------------------------------------------------------
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+        new = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return M.Reshape.apply(self, shape=_resolve_shape(self.shape, new))  # type: ignore[arg-type]
+
+    def view(self, *shape: int | Sequence[int]) -> Tensor:
+        return self.reshape(*shape)
+
+    def flatten(self, start_dim: int = 0) -> Tensor:
+        start = start_dim % max(self.ndim, 1)
+        return self.reshape(*self.shape[:start], -1)
+
+    def permute(self, *axes: int | Sequence[int]) -> Tensor:
+        order = tuple(axes[0]) if len(axes) == 1 and not isinstance(axes[0], int) else axes
+        if sorted(int(a) % self.ndim for a in order) != list(range(self.ndim)):  # type: ignore
+            raise ValueError(f"permute: {order} is not a permutation of the axes of {self.shape}")
+        return M.Permute.apply(self, axes=tuple(int(a) % self.ndim for a in order))  # type: ignore
+
+    def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
+        """Swap two axes (the last two by default; a 1-D tensor is returned as is)."""
+        if self.ndim < 2:
+            return self
+        order = list(range(self.ndim))
+        order[axis0], order[axis1] = order[axis1], order[axis0]
+        return self.permute(order)
+
+    def expand(self, *shape: int | Sequence[int]) -> Tensor:
+        new = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        lead = len(new) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {new}")
+        target = tuple(
+            s if n == -1 else n for s, n in zip((1,) * lead + self.shape, new)  # type: ignore
+        )
+        _check_broadcast("expand", self.shape, target, result=target)
+        return M.Expand.apply(self, shape=target)
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        axis = axis % (self.ndim + 1)
+        return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
+
+    def squeeze(self, axis: int | None = None) -> Tensor:
+        if axis is None:
+            return self.reshape(*[s for s in self.shape if s != 1])
+        axis = axis % self.ndim
+        if self.shape[axis] != 1:
+            return self
+        return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return M.GetItem.apply(self, index=_normalise_index(index))
+
+    def pad(self, widths: Sequence[tuple[int, int]]) -> Tensor:
+        """Zero padding, NumPy's pad_width convention (one (before, after) pair per axis)."""
+        return M.Pad.apply(self, widths=tuple((int(a), int(b)) for a, b in widths))
+
+    # --- linear algebra ---------------------------------------------------------------------
+    def matmul(self, other: Any) -> Tensor:
+        other = self._const(other)
+        a, b = self, other
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
+                             f"{a.shape} and {b.shape}")
+        squeeze_first = a.ndim == 1
+        squeeze_last = b.ndim == 1
+        if squeeze_first:
+            a = a.reshape(1, a.shape[0])
+        if squeeze_last:
+            b = b.reshape(b.shape[0], 1)
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {self.shape} and {other.shape} are not aligned: "
+                f"{a.shape[-1]} (last dim of the first) != {b.shape[-2]} (second-to-last dim of "
+                "the second)"
+            )
+        try:
+            out = L.MatMul.apply(a, b)
+        except ValueError:
+            _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
+            raise
+        if squeeze_first:
+            out = out.reshape(*out.shape[:-2], out.shape[-1])
+        if squeeze_last:
+            out = out.reshape(*out.shape[:-1])
+        return out
+
+    # --- nn --------------------------------------------------------------------------------
+    def softmax(self, axis: int = -1) -> Tensor:
+        return N.Softmax.apply(self, axis=axis % self.ndim)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return N.LogSoftmax.apply(self, axis=axis % self.ndim)
+
+    # --- constructors ------------------------------------------------------------------------
+    @staticmethod
+    def zeros(*shape: int, dtype: Any = np.float32, device: str = "cpu",
+              requires_grad: bool = False) -> Tensor:
+        return _filled(shape, 0.0, dtype, device, requires_grad)
+
+    @staticmethod
+    def ones(*shape: int, dtype: Any = np.float32, device: str = "cpu",
+             requires_grad: bool = False) -> Tensor:
+        return _filled(shape, 1.0, dtype, device, requires_grad)
+
+    def zeros_like(self) -> Tensor:
+        return Tensor.zeros(*self.shape, dtype=self.dtype, device=self.device)
+
+    def ones_like(self) -> Tensor:
+        return Tensor.ones(*self.shape, dtype=self.dtype, device=self.device)
+
+
+# --- free functions on tensors ------------------------------------------------------------------
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Concatenate along an existing axis (NumPy's concatenate)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: needs at least one tensor")
+    ndim = tensors[0].ndim
+    axis = axis % max(ndim, 1)
+    for t in tensors[1:]:
+        if t.ndim != ndim or any(
+            s != r for i, (s, r) in enumerate(zip(t.shape, tensors[0].shape)) if i != axis
+        ):
+            raise ValueError(
+                f"cat: shapes {tensors[0].shape} and {t.shape} differ outside axis {axis}"
+            )
+    return M.Concatenate.apply(*tensors, axis=axis)
+
+
+concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join along a new axis (NumPy's stack)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: shapes {tensors[0].shape} and {t.shape} differ")
+    axis = axis % (tensors[0].ndim + 1)
+    return cat([t.unsqueeze(axis) for t in tensors], axis=axis)
+
+
+def where(condition: Tensor | Array, x: Any, y: Any) -> Tensor:
+    """Pick x where condition holds, else y; gradient flows to the branch that was picked."""
+    ref = x if isinstance(x, Tensor) else y
+    if not isinstance(ref, Tensor):
+        raise TypeError("where: x or y must be a Tensor")
+    cond = condition if isinstance(condition, Tensor) else ref._const(condition)
+    cond = Tensor._wrap(cond.data.astype(bool, copy=False), ref._backend, ref.device, False)
+    a, b = ref._const(x), ref._const(y)
+    try:
+        return E.Where.apply(cond, a, b)
+    except ValueError:
+        _check_broadcast("where", cond.shape, a.shape)
+        _check_broadcast("where", np.broadcast_shapes(cond.shape, a.shape), b.shape)
+        raise
+
+
+def _filled(shape: Iterable[Any], value: float, dtype: Any, device: str, rg: bool) -> Tensor:
+    dims = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else tuple(shape)  # type: ignore
+    backend = get_backend(device)
+    arr = backend.xp.full(dims, value, dtype=dtype)
+    t = Tensor._wrap(arr, backend, backend.name, False)
+    if rg:
+        t.requires_grad_(True)
+    return t
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from root, each after all its inputs (iterative: deep RNN graphs)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            for parent in ctx.parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def _accumulate_leaf(leaf: Tensor, g: Array, seen: set[int]) -> None:
+    if not leaf.requires_grad:
+        return
+    if id(g) in seen or (getattr(g, "base", None) is not None):
+        g = g.copy()  # never hand one array to two leaves, nor a view of another array
+    seen.add(id(g))
+    if leaf.grad is None:
+        leaf.grad = Tensor._wrap(g, leaf._backend, leaf.device, False)
+    else:
+        leaf.grad = Tensor._wrap(leaf.grad.data + g, leaf._backend, leaf.device, False)
+
+
+def _check_broadcast(op: str, a: Shape, b: Shape, result: Shape | None = None) -> None:
+    try:
+        shape = np.broadcast_shapes(tuple(a), tuple(b))
+    except ValueError:
+        raise ValueError(f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together") from None
+    if result is not None and shape != tuple(result):
+        raise ValueError(f"{op}: cannot expand shape {tuple(a)} to {tuple(result)}")
+
+
+def _resolve_shape(old: Shape, new: Sequence[int]) -> Shape:
+    new = tuple(int(s) for s in new)
+    size = int(np.prod(old))
+    if new.count(-1) > 1:
+        raise ValueError(f"reshape: at most one -1 allowed, got {new}")
+    if -1 in new:
+        known = int(np.prod([s for s in new if s != -1]))
+        if known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape {old} (size {size}) to {new}")
+        new = tuple(size // known if s == -1 else s for s in new)
+    if int(np.prod(new)) != size:
+        raise ValueError(f"reshape: cannot reshape {old} (size {size}) to {new}")
+    return new
+
+
+def _normalise_index(index: Any) -> Any:
+    """Tensors inside an index become arrays; lists become integer arrays."""
+    if isinstance(index, tuple):
+        return tuple(_normalise_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
