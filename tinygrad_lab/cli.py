@@ -1,0 +1,77 @@
+"""`tinygrad-lab` (and `python -m tinygrad_lab`): train, kernels, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tinygrad_lab import recipes
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one clear line on stderr, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tinygrad-lab", description="tinygrad_lab command line")
+    parser.add_argument("--threads", type=int, help="threads for Numba kernels and BLAS")
+    parser.add_argument("--reference", action="store_true",
+                        help="run on the pure-NumPy reference path (no Numba kernels)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train a model on data shipped with the package")
+    targets = train.add_subparsers(dest="target", required=True, parser_class=_Parser,
+                                   metavar="TARGET")
+    for name in recipes.RECIPES:
+        recipe = recipes.get(name)
+        target = targets.add_parser(name, help=(recipe.__doc__ or "").strip().splitlines()[0])
+        recipe.add_arguments(target)
+    kernels = sub.add_parser("kernels", help="list or compile the CPU kernels")
+    kernels.add_argument("--warm", action="store_true",
+                         help="compile every kernel now and print each compile time")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from tinygrad_lab import helpers
+
+    if args.threads is not None:
+        if args.threads < 1:
+            print("tinygrad-lab: error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        helpers.set_num_threads(args.threads)
+    if args.reference:
+        helpers.set_kernels(False)
+    try:
+        if args.command == "train":
+            recipes.get(args.target).run(args)
+        elif args.command == "kernels":
+            return _kernels(args)
+    except (ValueError, FloatingPointError) as e:
+        print(f"tinygrad-lab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tinygrad-lab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from tinygrad_lab.kernels import registered
+
+    if not args.warm:
+        for name, target in sorted(registered("cpu").items()):
+            print(f"{name:<34} {target}")
+        return 0
+    from tinygrad_lab.kernels_tool import warm
+
+    warm(verbose=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Basic layers: Linear, activations, Sequential, Flatten, Identity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.nn import functional as F
+from tinygrad_lab.nn import init
+from tinygrad_lab.nn.module import Module, Parameter
+from tinygrad_lab.tensor import Tensor
+
+
+class Linear(Module):
+    """y = act(x @ weight + bias); weight is (in_features, out_features) as in Keras Dense.
+
+    `init="glorot_uniform"` (Keras' default, the default here), "he_uniform", "he_normal" or
+    "fan_in_uniform" (PyTorch's). The bias starts at zero, as in Keras.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation: str | None = None, init: str = "glorot_uniform",
+                 dtype: Any = np.float32) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = activation
+        make = _initialiser(init)
+        self.weight = Parameter(make(in_features, out_features, (in_features, out_features), dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self) -> str:
+        act = f", activation={self.activation!r}" if self.activation else ""
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}{act}"
+
+
+def _initialiser(name: str):
+    return init.get(name)
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+
+class GELU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.gelu()
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.softmax(self.axis)
+
+
+class Identity(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Flatten(Module):
+    """(B, ...) -> (B, prod(...))."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(self.start_dim)
+
+
+class Sequential(Module):
+    """Layers applied in order; `model[i]` and `len(model)` as in PyTorch."""
+
+    def __init__(self, *layers: Module | Iterable[Module]) -> None:
+        super().__init__()
+        if len(layers) == 1 and not isinstance(layers[0], Module):
+            layers = tuple(layers[0])  # type: ignore[assignment]
+        self.layers: list[Module] = list(layers)  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def append(self, layer: Module) -> None:
+        self.layers.append(layer)

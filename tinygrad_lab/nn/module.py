@@ -1,0 +1,152 @@
+"""Module: a layer that owns parameters and buffers, and Parameter, the tensors it trains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor a Module trains: always requires grad, found by `Module.parameters()`."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, device: str = "cpu") -> None:
+        super().__init__(data, requires_grad=True, device=device)
+
+
+class Module:
+    """Base of every layer: attribute Parameters, Modules and registered buffers form the tree."""
+
+    training: bool = True
+
+    def __init__(self) -> None:
+        self.training = True
+        self._buffers: dict[str, Tensor] = {}
+
+    def forward(self, *args: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        return self.forward(*args, **kw)
+
+    # --- the tree -------------------------------------------------------------------------
+    def register_buffer(self, name: str, value: Tensor) -> None:
+        """State that is saved and moved with the module but not trained (running stats)."""
+        if "_buffers" not in self.__dict__:
+            self._buffers = {}
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in self.__dict__.items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for name, p in self._named(prefix, lambda m: m._own_parameters()):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        yield from self._named(prefix, lambda m: iter(m.__dict__.get("_buffers", {}).items()))
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name, value in self.__dict__.items():
+            if isinstance(value, Parameter):
+                yield name, value
+
+    def _named(self, prefix: str, own: Any) -> Iterator[tuple[str, Any]]:
+        for name, value in own(self):
+            yield prefix + name, value
+        for name, child in self.children():
+            yield from child._named(f"{prefix}{name}.", own)
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for _, child in self.children():
+            yield from child.modules()
+
+    # --- modes and gradients ----------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # --- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer as NumPy arrays, by dotted name."""
+        state = {name: p.numpy().copy() for name, p in self.named_parameters()}
+        state.update({name: b.numpy().copy() for name, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy arrays into the parameters and buffers of the same names and shapes."""
+        targets: dict[str, Tensor] = dict(self.named_parameters())
+        targets.update(dict(self.named_buffers()))
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        for name, tensor in targets.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != tensor.shape:
+                raise ValueError(
+                    f"load_state_dict: {name} has shape {value.shape} in the state but "
+                    f"{tensor.shape} in the module"
+                )
+            tensor.data[...] = tensor._backend.asarray(value.astype(tensor.dtype, copy=False))
+
+    def to(self, device: str) -> Module:
+        """Move every parameter and buffer to `device` in place."""
+        from tinygrad_lab.backends import get_backend
+
+        backend = get_backend(device)
+        for _, p in self.named_parameters():
+            p.data = backend.asarray(p._backend.to_numpy(p.data))
+            p._backend, p._device = backend, backend.name
+            p.grad = None
+        for _, b in self.named_buffers():
+            b.data = backend.asarray(b._backend.to_numpy(b.data))
+            b._backend, b._device = backend, backend.name
+        return self
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self.children():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return ("\n".join(lines) + "\n)") if len(lines) > 1 else lines[0] + ")"
+
+    def extra_repr(self) -> str:
+        return ""

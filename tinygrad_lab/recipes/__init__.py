@@ -1,0 +1,16 @@
+"""Training targets for `tinygrad-lab train NAME`: each a module with add_arguments() and run()."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+RECIPES: dict[str, str] = {
+    "mnist-mlp": "mnist_mlp",
+}
+
+
+def get(name: str) -> ModuleType:
+    if name not in RECIPES:
+        raise KeyError(name)
+    return importlib.import_module(f"tinygrad_lab.recipes.{RECIPES[name]}")

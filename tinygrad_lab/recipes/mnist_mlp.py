@@ -1,0 +1,67 @@
+"""The founding example: Keras' MNIST MLP (784 -> Dense 512 ReLU -> Dense 10 softmax, Adam)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from tinygrad_lab import datasets, helpers, keras
+from tinygrad_lab.random import manual_seed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--validation-split", type=float, default=0.0)
+    parser.add_argument("--limit", type=int, default=0,
+                        help="train on the first N training images only (0 = all 60000)")
+    parser.add_argument("--save", metavar="PATH", help="write the trained weights (.npz) here")
+
+
+def build(hidden: int = 512, lr: float = 1e-3) -> keras.Sequential:
+    model = keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(hidden, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(learning_rate=lr), "sparse_categorical_crossentropy",
+                  ["accuracy"])
+    return model
+
+
+def load_flat() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """MNIST as float32 vectors in [0, 1], labels as int64."""
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist()
+    x_train = x_train.reshape(len(x_train), 784).astype(np.float32) / 255
+    x_test = x_test.reshape(len(x_test), 784).astype(np.float32) / 255
+    return (x_train, y_train.astype(np.int64)), (x_test, y_test.astype(np.int64))
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or args.hidden < 1:
+        raise ValueError("--epochs, --batch-size, --hidden and --lr must be positive")
+    manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = load_flat()
+    if args.limit < 0:
+        raise ValueError("--limit must be >= 0")
+    if args.limit:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    model = build(args.hidden, args.lr)
+    print(f"mnist-mlp: 784 -> {args.hidden} relu -> 10 softmax, Adam lr {args.lr}, batch "
+          f"{args.batch_size}, {args.epochs} epochs, {helpers.num_threads()} threads, kernels "
+          f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}")
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_split=args.validation_split, verbose=1)
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    rates = history.history["samples_per_second"]
+    print(f"test loss {loss:.4f} - test accuracy {accuracy:.4f} - median training "
+          f"{float(np.median(rates)):,.0f} samples/s")
+    if args.save:
+        model.save_weights(args.save)
+        print(f"weights written to {args.save}")
+    return {"test_loss": loss, "test_accuracy": accuracy,
+            "samples_per_second": float(np.median(rates))}
