@@ -49,21 +49,31 @@ def enable_grad() -> Iterator[None]:
         _grad_enabled = previous
 
 
-class Ctx:
-    """One node of the tape: the op, its inputs, and what its forward saved for backward."""
+class Function:
+    """Base of every op, and the node of the tape.
 
-    __slots__ = ("fn", "parents", "saved", "needs_input_grad", "backend", "recording")
+    One instance per op call. Keyword parameters (axis, shape, ...) become attributes; the same
+    object is passed to forward/backward as `ctx` (what they save, the backend, which inputs
+    need gradients), so building a node costs one object, not two.
+    """
 
-    def __init__(self, backend: Backend, recording: bool) -> None:
-        self.backend = backend
-        self.recording = recording
-        self.saved: tuple[Any, ...] = ()
-        self.needs_input_grad: tuple[bool, ...] = ()
-        self.fn: Function | None = None
-        self.parents: tuple[Tensor, ...] = ()
+    backend: Backend
+    recording: bool
+    saved: tuple[Any, ...] | None
+    parents: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+
+    def __init__(self, **params: Any) -> None:
+        self.__dict__.update(params)
 
     @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # --- what forward/backward use through `ctx` ------------------------------------------
+    @property
     def xp(self) -> Any:
+        """The backend's array module (numpy or cupy)."""
         return self.backend.xp
 
     def call(self, name: str, *args: Any, **kw: Any) -> Any:
@@ -76,19 +86,9 @@ class Ctx:
             self.saved = values
 
     def saved_bytes(self) -> int:
-        return sum(int(getattr(v, "nbytes", 0)) for v in self.saved)
+        return sum(int(getattr(v, "nbytes", 0)) for v in self.saved or ())
 
-
-class Function:
-    """Base of every op. Keyword parameters (axis, shape, ...) become attributes of the instance."""
-
-    def __init__(self, **params: Any) -> None:
-        self.__dict__.update(params)
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
+    # --- the maths, written by each op ----------------------------------------------------
     def forward(self, ctx: Ctx, *arrays: Array) -> Array:
         raise NotImplementedError
 
@@ -97,41 +97,57 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
-        from tinygrad_lab.tensor import Tensor
-
-        fn = cls(**params)
+        """Run forward on the inputs' arrays and, when a gradient may be needed, link the node."""
+        fn = cls.__new__(cls)
+        if params:
+            fn.__dict__.update(params)
         first = inputs[0]
         backend = first._backend
-        for t in inputs[1:]:
+        recording = False
+        for t in inputs:
             if t._backend is not backend:
                 raise RuntimeError(
                     f"{cls.__name__}: inputs on different devices ({first.device!r} and "
                     f"{t.device!r}); move them with .to(device) first"
                 )
-        needs = tuple(t.requires_grad for t in inputs) if _grad_enabled else ()
-        recording = any(needs)
-        ctx = Ctx(backend, recording)
-        if helpers.DEBUG >= 2 or _profiler is not None:
+            recording = recording or t.requires_grad
+        recording = recording and _grad_enabled
+        fn.backend = backend
+        fn.recording = recording
+        fn.saved = ()
+        if _observed:
             start = time.perf_counter()
-            out = fn.forward(ctx, *[t.data for t in inputs])
+            out = fn.forward(fn, *[t.data for t in inputs])
             backend.synchronize()
-            _record(fn, "forward", time.perf_counter() - start, inputs, out, ctx)
+            _record(fn, "forward", time.perf_counter() - start, inputs, out)
+        elif len(inputs) == 1:
+            out = fn.forward(fn, first.data)
+        elif len(inputs) == 2:
+            out = fn.forward(fn, first.data, inputs[1].data)
         else:
-            out = fn.forward(ctx, *[t.data for t in inputs])
-        result = Tensor._wrap(out, backend, first.device, recording)
+            out = fn.forward(fn, *[t.data for t in inputs])
+        result = _wrap(out, backend, first._device, recording)
         if recording:
-            ctx.fn = fn
-            ctx.parents = inputs
-            ctx.needs_input_grad = needs
-            result._ctx = ctx
+            fn.parents = inputs
+            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+            result._ctx = fn
         return result
+
+
+Ctx = Function
+"""What forward/backward receive as `ctx`: the node itself (see Function)."""
 
 
 # --- per-op profiling (DEBUG>=2 prints, tl.profile() collects) ------------------------------
 _profiler: list[dict[str, Any]] | None = None
+_observed: bool = helpers.DEBUG >= 2
+"""True when each op must be timed (DEBUG>=2 or inside tl.profile()); checked once per op."""
+
+_wrap: Any = None
+"""Tensor._wrap, installed by tinygrad_lab.tensor (which imports this module first)."""
 
 
-def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any, ctx: Ctx) -> None:
+def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any) -> None:
     shapes = [tuple(t.shape) for t in inputs] if inputs is not None else []
     out_shape = tuple(getattr(out, "shape", ()))
     entry = {
@@ -141,7 +157,7 @@ def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any, ctx
         "in_shapes": shapes,
         "out_shape": out_shape,
         "out_bytes": int(getattr(out, "nbytes", 0)),
-        "saved_bytes": ctx.saved_bytes(),
+        "saved_bytes": fn.saved_bytes(),
     }
     if _profiler is not None:
         _profiler.append(entry)
@@ -150,26 +166,27 @@ def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any, ctx
         helpers.log(f"{phase:<8} {fn.name:<16} {shapes} -> {out_shape} {entry['ms']:.3f} ms{extra}")
 
 
-def timed_backward(ctx: Ctx, grad: Array) -> tuple[Array | None, ...]:
+def timed_backward(ctx: Function, grad: Array) -> tuple[Array | None, ...]:
     """Run a node's backward, recording its time when profiling or DEBUG>=2."""
-    assert ctx.fn is not None
-    if helpers.DEBUG >= 2 or _profiler is not None:
+    if _observed:
         start = time.perf_counter()
-        grads = ctx.fn.backward(ctx, grad)
+        grads = ctx.backward(ctx, grad)
         ctx.backend.synchronize()
-        _record(ctx.fn, "backward", time.perf_counter() - start, ctx.parents, grad, ctx)
+        _record(ctx, "backward", time.perf_counter() - start, ctx.parents, grad)
         return grads
-    return ctx.fn.backward(ctx, grad)
+    return ctx.backward(ctx, grad)
 
 
 @contextlib.contextmanager
 def profile() -> Iterator[list[dict[str, Any]]]:
     """Collect one record per op forward and backward: `with tl.profile() as records: ...`."""
-    global _profiler
+    global _profiler, _observed
     previous = _profiler
     records: list[dict[str, Any]] = []
     _profiler = records
+    _observed = True
     try:
         yield records
     finally:
         _profiler = previous
+        _observed = previous is not None or helpers.DEBUG >= 2

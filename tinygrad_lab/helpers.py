@@ -32,6 +32,13 @@ _KERNELS: bool = _env_int("TINYGRAD_LAB_KERNELS", 1) != 0
 _switch_version = 0
 """Bumped whenever KERNELS changes, so backends can cache resolved functions safely."""
 
+_switch_listeners: list = []
+"""Callables run after the kernel switch flips (backends drop their resolved-function caches)."""
+
+
+def on_switch(callback) -> None:  # noqa: ANN001
+    _switch_listeners.append(callback)
+
 
 def kernels_enabled() -> bool:
     return _KERNELS
@@ -42,6 +49,8 @@ def set_kernels(enabled: bool) -> None:
     global _KERNELS, _switch_version
     _KERNELS = bool(enabled)
     _switch_version += 1
+    for callback in _switch_listeners:
+        callback()
 
 
 def switch_version() -> int:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab import function as _function
 from tinygrad_lab.backends import Array, Backend, get_backend
-from tinygrad_lab.function import Ctx, Function, is_grad_enabled, timed_backward
+from tinygrad_lab.function import Function, timed_backward
 from tinygrad_lab.ops import elementwise as E
 from tinygrad_lab.ops import linalg as L
 from tinygrad_lab.ops import movement as M
@@ -66,7 +67,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self._backend: Backend = backend
         self._device: str = backend.name
-        self._ctx: Ctx | None = None
+        self._ctx: Function | None = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -215,7 +216,7 @@ class Tensor:
             if ctx is None:
                 _accumulate_leaf(node, g, leaf_arrays)
                 continue
-            if ctx.fn is None or ctx.saved is None:
+            if ctx.saved is None:
                 raise RuntimeError(
                     "backward() through a graph that was already freed; call the first "
                     "backward(retain_graph=True) to walk it twice"
@@ -506,6 +507,9 @@ class Tensor:
 
     def ones_like(self) -> Tensor:
         return Tensor.ones(*self.shape, dtype=self.dtype, device=self.device)
+
+
+_function._wrap = Tensor._wrap
 
 
 # --- free functions on tensors ------------------------------------------------------------------

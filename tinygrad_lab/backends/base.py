@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as _numpy
+
 from tinygrad_lab import helpers
+
+_ndarray = _numpy.ndarray
 
 Array = Any  # a NumPy or CuPy ndarray
 
@@ -33,6 +37,8 @@ def reference_function(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
 def array_module(x: Array) -> Any:
     """numpy for NumPy arrays, cupy for CuPy arrays: lets one reference body serve both."""
+    if type(x) is _ndarray:
+        return _numpy
     module = type(x).__module__
     if module.startswith("cupy"):
         import cupy
@@ -52,17 +58,17 @@ class Backend:
 
     def __init__(self) -> None:
         self._resolved: dict[str, Callable[..., Any]] = {}
-        self._resolved_version = -1
+        helpers.on_switch(self._resolved.clear)
 
     # --- named array functions ------------------------------------------------------------
     def resolve(self, name: str) -> Callable[..., Any]:
-        """The function `call(name)` would run now: kernel if registered and enabled."""
-        if self._resolved_version != helpers.switch_version():
-            self._resolved.clear()
-            self._resolved_version = helpers.switch_version()
+        """The function `call(name)` runs now: the kernel if registered and enabled, else the
+        reference (wrapped in a logger at DEBUG>=2)."""
         fn = self._resolved.get(name)
         if fn is None:
             fn = self._lookup(name)
+            if helpers.DEBUG >= 2:
+                fn = _logged(self, name, fn)
             self._resolved[name] = fn
         return fn
 
@@ -83,13 +89,12 @@ class Backend:
         return kernel
 
     def call(self, name: str, *args: Any, **kw: Any) -> Any:
-        fn = self.resolve(name)
-        if helpers.DEBUG >= 2:
-            return _logged_call(self, name, fn, args, kw)
+        fn = self._resolved.get(name) or self.resolve(name)
         return fn(*args, **kw)
 
     def is_kernel(self, name: str) -> bool:
-        return self.resolve(name) is not REFERENCES.get(name)
+        fn = self.resolve(name)
+        return getattr(fn, "__wrapped__", fn) is not REFERENCES.get(name)
 
     # --- data movement ----------------------------------------------------------------------
     def asarray(self, data: Any, dtype: Any = None) -> Array:
@@ -102,14 +107,19 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); timers call it."""
 
 
-def _logged_call(backend: Backend, name: str, fn: Callable[..., Any], args: tuple, kw: dict) -> Any:
+def _logged(backend: Backend, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     import time
 
-    start = time.perf_counter()
-    out = fn(*args, **kw)
-    backend.synchronize()
-    ms = (time.perf_counter() - start) * 1e3
     kind = "reference" if fn is REFERENCES.get(name) else "kernel"
-    shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")]
-    helpers.log(f"[{backend.name}] {name:<32} {kind:<9} {shapes} {ms:.3f} ms")
-    return out
+
+    def logged(*args: Any, **kw: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args, **kw)
+        backend.synchronize()
+        ms = (time.perf_counter() - start) * 1e3
+        shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")]
+        helpers.log(f"[{backend.name}] {name:<32} {kind:<9} {shapes} {ms:.3f} ms")
+        return out
+
+    logged.__wrapped__ = fn  # type: ignore[attr-defined]
+    return logged
