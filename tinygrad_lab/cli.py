@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
         recipe = recipes.get(name)
         target = targets.add_parser(name, help=(recipe.__doc__ or "").strip().splitlines()[0])
         recipe.add_arguments(target)
+    sample = sub.add_parser("sample", help="generate text from a saved language-model checkpoint")
+    sample.add_argument("checkpoint", help="a .npz checkpoint written by `train ... --save`")
+    sample.add_argument("--length", type=int, default=500, help="characters to generate")
+    sample.add_argument("--prompt", default="\n", help="text to start from")
+    sample.add_argument("--temperature", type=float, default=0.8)
+    sample.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0 = all)")
+    sample.add_argument("--seed", type=int, default=0)
     kernels = sub.add_parser("kernels", help="list or compile the CPU kernels")
     kernels.add_argument("--warm", action="store_true",
                          help="compile every kernel now and print each compile time")
@@ -49,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             recipes.get(args.target).run(args)
+        elif args.command == "sample":
+            return _sample(args)
         elif args.command == "kernels":
             return _kernels(args)
     except (ValueError, FloatingPointError) as e:
@@ -57,6 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinygrad-lab: interrupted", file=sys.stderr)
         return 130
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    """Load a checkpoint and hand it to the recipe that wrote it (its `sample` function)."""
+    from tinygrad_lab.serialization import load_checkpoint
+
+    if args.length < 0 or args.temperature <= 0 or args.top_k < 0:
+        raise ValueError("--length and --top-k must be >= 0 and --temperature > 0")
+    try:
+        state, meta = load_checkpoint(args.checkpoint)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint {args.checkpoint} does not exist") from None
+    name = meta.get("recipe")
+    if name not in recipes.RECIPES or not hasattr(recipes.get(name), "sample"):
+        raise ValueError(f"{args.checkpoint}: written by {name!r}, which cannot sample text")
+    text = recipes.get(name).sample(state, meta, args)
+    print(text)
     return 0
 
 

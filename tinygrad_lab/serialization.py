@@ -49,3 +49,31 @@ def _host(value: Any) -> np.ndarray:
     if hasattr(value, "get"):  # a CuPy array
         return value.get()
     return np.asarray(value)
+
+
+_META_KEY = "__meta__"
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any],
+                    meta: Mapping[str, Any]) -> None:
+    """Weights plus a JSON-able `meta` dict (recipe name, config, vocabulary), atomically."""
+    import json
+
+    arrays = {f"state/{k}": v for k, v in state.items()}
+    arrays[_META_KEY] = np.array(json.dumps(dict(meta)))
+    save(arrays, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(state, meta) from a file `save_checkpoint` wrote; names the file on any fault."""
+    import json
+
+    data = load(path)
+    if _META_KEY not in data:
+        raise ValueError(f"{path}: not a tinygrad_lab checkpoint (no {_META_KEY} entry)")
+    try:
+        meta = json.loads(str(data[_META_KEY]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: checkpoint metadata is not valid JSON ({e})") from None
+    state = {k[len("state/"):]: v for k, v in data.items() if k.startswith("state/")}
+    return state, meta
