@@ -5,7 +5,13 @@ from tinygrad_lab import helpers
 helpers.apply_thread_env()
 
 from tinygrad_lab import datasets, nn, optim  # noqa: E402
-from tinygrad_lab.function import enable_grad, is_grad_enabled, no_grad, profile  # noqa: E402
+from tinygrad_lab.function import (  # noqa: E402
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    profile,
+    summarize,
+)
 from tinygrad_lab.helpers import reference, set_num_threads, use_kernels  # noqa: E402
 from tinygrad_lab.random import manual_seed  # noqa: E402
 from tinygrad_lab.serialization import load, save  # noqa: E402
@@ -29,6 +35,7 @@ __all__ = [
     "reference",
     "save",
     "set_num_threads",
+    "summarize",
     "stack",
     "use_kernels",
     "where",

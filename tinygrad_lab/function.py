@@ -88,6 +88,14 @@ class Function:
     def saved_bytes(self) -> int:
         return sum(int(getattr(v, "nbytes", 0)) for v in self.saved or ())
 
+    def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
+        """Floating-point operations of forward (backward is counted as twice that by
+        convention); one per output element unless an op knows better (matmul does)."""
+        size = 1
+        for s in out_shape:
+            size *= s
+        return size
+
     # --- the maths, written by each op ----------------------------------------------------
     def forward(self, ctx: Ctx, *arrays: Array) -> Array:
         raise NotImplementedError
@@ -158,6 +166,7 @@ def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any) -> 
         "out_shape": out_shape,
         "out_bytes": int(getattr(out, "nbytes", 0)),
         "saved_bytes": fn.saved_bytes(),
+        "flops": fn.flops(shapes, out_shape) * (2 if phase == "backward" else 1),
     }
     if _profiler is not None:
         _profiler.append(entry)
@@ -175,6 +184,22 @@ def timed_backward(ctx: Function, grad: Array) -> tuple[Array | None, ...]:
         _record(ctx, "backward", time.perf_counter() - start, ctx.parents, grad)
         return grads
     return ctx.backward(ctx, grad)
+
+
+def summarize(records: list[dict[str, Any]]) -> str:
+    """A table of profile records grouped by (op, phase): calls, total ms, share, GFLOP/s."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["op"], r["phase"]), []).append(r)
+    total_ms = sum(r["ms"] for r in records) or 1.0
+    rows = [f"{'op':<24}{'phase':<10}{'calls':>6}{'ms':>10}{'share':>8}{'GFLOP/s':>10}"]
+    for (op, phase), rs in sorted(groups.items(), key=lambda kv: -sum(r["ms"] for r in kv[1])):
+        ms = sum(r["ms"] for r in rs)
+        gflops = sum(r["flops"] for r in rs) / (ms * 1e6) if ms > 0 else 0.0
+        rows.append(f"{op:<24}{phase:<10}{len(rs):>6}{ms:>10.3f}{100 * ms / total_ms:>7.1f}%"
+                    f"{gflops:>10.2f}")
+    rows.append(f"{'total':<40}{total_ms:>10.3f}")
+    return "\n".join(rows)
 
 
 @contextlib.contextmanager

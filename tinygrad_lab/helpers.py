@@ -165,3 +165,28 @@ def current_rss_bytes() -> int:
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def live_tensor_bytes() -> int:
+    """Bytes held by every live Tensor's array (and its .grad), each buffer counted once.
+
+    Walks the garbage collector's objects: slow, meant for leak checks, not for hot paths.
+    """
+    import gc
+
+    from tinygrad_lab.tensor import Tensor
+
+    seen: set[int] = set()
+    total = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, Tensor):
+            for arr in (obj.data, obj.grad.data if obj.grad is not None else None):
+                if arr is None:
+                    continue
+                base = arr
+                while getattr(base, "base", None) is not None:
+                    base = base.base
+                if id(base) not in seen:
+                    seen.add(id(base))
+                    total += int(getattr(base, "nbytes", 0))
+    return total

@@ -239,6 +239,24 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
+    def tape(self) -> str:
+        """The graph that made this tensor, inputs first: one line per node with its op, the
+        shapes in and out, and the bytes it saved for backward."""
+        lines = []
+        total = 0
+        for i, node in enumerate(_topological_order(self)):
+            ctx = node._ctx
+            if ctx is None:
+                kind = "parameter" if node.requires_grad else "constant"
+                lines.append(f"{i:>4}  {kind:<20} {node.shape} {node.dtype}")
+                continue
+            saved = ctx.saved_bytes()
+            total += saved
+            ins = ", ".join(str(p.shape) for p in ctx.parents)
+            lines.append(f"{i:>4}  {ctx.name:<20} ({ins}) -> {node.shape}  saved {saved:,} B")
+        lines.append(f"saved for backward: {total:,} bytes")
+        return "\n".join(lines)
+
     # --- elementwise -----------------------------------------------------------------------
     def _const(self, value: Any) -> Tensor:
         if isinstance(value, Tensor):

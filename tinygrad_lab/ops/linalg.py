@@ -20,12 +20,22 @@ class MatMul(Function):
         ctx.save(a, b)
         return a @ b
 
+    def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
+        return 2 * in_shapes[0][-1] * _size(out_shape)  # one multiply-add per term
+
     def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
         a, b = ctx.saved
         need_a, need_b = ctx.needs_input_grad
         ga = g @ b.swapaxes(-1, -2) if need_a else None
         gb = a.swapaxes(-1, -2) @ g if need_b else None
         return ga, gb
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 ACTIVATIONS = (None, "relu", "tanh", "sigmoid", "gelu")
@@ -39,6 +49,9 @@ class Linear(Function):
     """
 
     activation: str | None
+
+    def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
+        return 2 * in_shapes[1][0] * _size(out_shape) + 2 * _size(out_shape)
 
     def forward(self, ctx: Ctx, x: Array, w: Array, b: Array | None = None) -> Array:
         y = x @ w  # (..., O), a fresh array the bias kernel may update in place

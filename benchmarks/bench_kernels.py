@@ -1,0 +1,209 @@
+"""Per-kernel speed: Numba kernel vs its NumPy reference vs PyTorch, with achieved GB/s.
+
+    python benchmarks/bench_kernels.py --threads 2
+
+Bytes are the mandatory traffic (every input read once, every output written once), so GB/s
+is comparable with the machine's copy bandwidth, measured in the same run. Ours and the NumPy
+reference run in one process; PyTorch in its own, with the same thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    Report,
+    median_seconds,
+    pin_threads,
+    result_line,
+    run_child,
+    torch_available,
+)
+
+N, D = 4096, 1024  # activations: e.g. 16 x 256 tokens x 1024 features
+PARAMS = 4_000_000  # optimizer updates: a 4M-parameter model
+
+
+def cases(np: Any) -> list[dict[str, Any]]:
+    """name, args, bytes moved; arrays float32, built once."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, D), dtype=np.float32)
+    g = rng.standard_normal((N, D), dtype=np.float32)
+    y_relu = np.maximum(x, 0)
+    y_tanh = np.tanh(x)
+    b = rng.standard_normal(D, dtype=np.float32)
+    logits = rng.standard_normal((N, 1024), dtype=np.float32)
+    labels = rng.integers(0, 1024, N)
+    sm = np.exp(logits - logits.max(-1, keepdims=True))
+    sm /= sm.sum(-1, keepdims=True)
+    p = rng.standard_normal(PARAMS, dtype=np.float32)
+    pg = rng.standard_normal(PARAMS, dtype=np.float32)
+    s = x.nbytes
+    opt_state = lambda: np.zeros(PARAMS, np.float32)  # noqa: E731
+    m1, v1, m2, v2, vel = opt_state(), opt_state(), opt_state(), opt_state(), opt_state()
+    return [
+        {"name": "relu_forward", "args": (x,), "bytes": 2 * s},
+        {"name": "relu_backward", "args": (g, y_relu), "bytes": 3 * s},
+        {"name": "tanh_forward", "args": (x,), "bytes": 2 * s},
+        {"name": "tanh_backward", "args": (g, y_tanh), "bytes": 3 * s},
+        {"name": "sigmoid_forward", "args": (x,), "bytes": 2 * s},
+        {"name": "gelu_forward", "args": (x,), "bytes": 2 * s},
+        {"name": "gelu_backward", "args": (g, x), "bytes": 3 * s},
+        {"name": "bias_act_forward", "args": (x.copy(), b, "relu"), "bytes": 2 * s,
+         "label": "bias_act_forward (relu)", "copy_first": True},
+        {"name": "softmax_forward", "args": (logits, -1), "bytes": 2 * logits.nbytes},
+        {"name": "softmax_backward", "args": (g, sm, -1), "bytes": 3 * s},
+        {"name": "log_softmax_forward", "args": (logits, -1), "bytes": 2 * logits.nbytes},
+        {"name": "softmax_cross_entropy_forward", "args": (logits, labels),
+         "bytes": 2 * logits.nbytes},
+        {"name": "sum_to_shape", "args": (g, (D,)), "bytes": s},
+        {"name": "adam_step", "args": (p, pg, m1, v1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 10),
+         "bytes": 7 * p.nbytes},
+        {"name": "adamw_step", "args": (p, pg, m2, v2, 1e-3, 0.9, 0.999, 1e-8, 0.01, 10),
+         "bytes": 7 * p.nbytes},
+        {"name": "sgd_step", "args": (p, pg, vel, 1e-3, 0.9, 0.0, 0.0, False, False),
+         "bytes": 5 * p.nbytes, "label": "sgd_step (momentum)"},
+    ]
+
+
+def torch_cases(torch: Any) -> dict[str, Callable[[], Any]]:
+    """PyTorch doing the same work, by kernel name."""
+    F = torch.nn.functional
+    x = torch.randn(N, D)
+    g = torch.randn(N, D)
+    y = torch.tanh(x)
+    b = torch.randn(D)
+    logits = torch.randn(N, 1024)
+    labels = torch.randint(0, 1024, (N,))
+    sm = torch.softmax(logits, -1)
+    p = torch.nn.Parameter(torch.randn(PARAMS))
+    p.grad = torch.randn(PARAMS)
+    adam = torch.optim.Adam([p], lr=1e-3)
+    adamw = torch.optim.AdamW([p], lr=1e-3, weight_decay=0.01)
+    sgd = torch.optim.SGD([p], lr=1e-3, momentum=0.9)
+    xr = x.clone().requires_grad_(True)
+    lr_ = logits.clone().requires_grad_(True)
+
+    def ce() -> Any:
+        loss = F.cross_entropy(lr_, labels)
+        return torch.autograd.grad(loss, lr_)
+
+    return {
+        "relu_forward": lambda: torch.relu(x),
+        "relu_backward": lambda: torch.ops.aten.threshold_backward(g, y, 0.0),
+        "tanh_forward": lambda: torch.tanh(x),
+        "tanh_backward": lambda: torch.ops.aten.tanh_backward(g, y),
+        "sigmoid_forward": lambda: torch.sigmoid(x),
+        "gelu_forward": lambda: F.gelu(x, approximate="tanh"),
+        "gelu_backward": lambda: torch.ops.aten.gelu_backward(g, x, approximate="tanh"),
+        "bias_act_forward": lambda: torch.relu_(x.clone().add_(b)),
+        "softmax_forward": lambda: torch.softmax(logits, -1),
+        "softmax_backward": lambda: torch.ops.aten._softmax_backward_data(g, y, -1, g.dtype),
+        "log_softmax_forward": lambda: torch.log_softmax(logits, -1),
+        "softmax_cross_entropy_forward": ce,
+        "sum_to_shape": lambda: g.sum(0),
+        "adam_step": adam.step,
+        "adamw_step": adamw.step,
+        "sgd_step": sgd.step,
+        "_unused": lambda: (xr, sm),
+    }
+
+
+def copy_bandwidth(np: Any) -> float:
+    src = np.ones(64 * 1024 * 1024 // 4, np.float32)
+    dst = np.empty_like(src)
+    t = median_seconds(lambda: np.copyto(dst, src), warmup=3, repeats=15)
+    return 2 * src.nbytes / t / 1e9
+
+
+def child_ours(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tinygrad_lab.backends import REFERENCES, get_backend
+    from tinygrad_lab.helpers import reference, use_kernels
+
+    backend = get_backend("cpu")
+    out = {"copy_gbs": copy_bandwidth(np), "cases": []}
+    for case in cases(np):
+        name = case["name"]
+        with use_kernels():
+            has_kernel = backend.is_kernel(name)
+            kernel = backend.resolve(name)
+        with reference():
+            ref = REFERENCES[name]
+        fns = {"reference": ref, **({"kernel": kernel} if has_kernel else {})}
+        row = {"name": case.get("label", name), "key": name, "bytes": case["bytes"]}
+        for label, fn in fns.items():
+            call_args = case["args"]
+            if case.get("copy_first"):  # in-place kernels: give each call a fresh copy
+                src = call_args[0]
+                buf = src.copy()
+
+                def run(fn=fn, call_args=call_args, buf=buf, src=src):
+                    np.copyto(buf, src)
+                    return fn(buf, *call_args[1:])
+
+                copy_t = median_seconds(lambda buf=buf, src=src: np.copyto(buf, src), 3, args.repeats)
+                row[label] = max(median_seconds(run, 3, args.repeats) - copy_t, 1e-9)
+            else:
+                row[label] = median_seconds(lambda fn=fn, a=call_args: fn(*a), 3, args.repeats)
+        out["cases"].append(row)
+    result_line(**out)
+
+
+def child_torch(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    fns = torch_cases(torch)
+    result_line(times={name: median_seconds(fn, 3, args.repeats) for name, fn in fns.items()
+                       if not name.startswith("_")})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--framework", default="ours", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        pin_threads(args.threads)
+        (child_ours if args.framework == "ours" else child_torch)(args)
+        return
+    common = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    ours = run_child("bench_kernels.py", ["--framework", "ours", *common], args.threads)
+    torch = (run_child("bench_kernels.py", ["--framework", "torch", *common], args.threads)
+             if torch_available() else {"times": {}})
+    report = Report("bench_kernels", args.threads, meta={"copy_bandwidth_gbs": ours["copy_gbs"]})
+    for row in ours["cases"]:
+        kernel_s = row.get("kernel")
+        best = kernel_s or row["reference"]
+        t_torch = torch["times"].get(row["key"])
+        report.rows.append({
+            "kernel": row["name"],
+            "kernel ms": kernel_s * 1e3 if kernel_s else "none",
+            "NumPy ref ms": row["reference"] * 1e3,
+            "PyTorch ms": t_torch * 1e3 if t_torch else "",
+            "kernel / ref speed-up": row["reference"] / kernel_s if kernel_s else "",
+            "kernel / PyTorch speed-up": t_torch / kernel_s if (kernel_s and t_torch) else "",
+            "GB/s": row["bytes"] / best / 1e9,
+            "% of copy": 100 * row["bytes"] / best / 1e9 / ours["copy_gbs"],
+        })
+    report.notes.append(f"copy bandwidth (np.copyto, 64 MiB): {ours['copy_gbs']:.1f} GB/s")
+    report.notes.append(f"activations {N}x{D} float32; logits {N}x1024; optimizer {PARAMS:,} "
+                        "float32 parameters")
+    cols = ["kernel", "kernel ms", "NumPy ref ms", "PyTorch ms", "kernel / ref speed-up",
+            "kernel / PyTorch speed-up", "GB/s", "% of copy"]
+    json_path, md_path = report.write(cols)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()
