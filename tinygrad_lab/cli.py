@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--length", type=int, default=500, help="characters to generate")
     sample.add_argument("--prompt", default="\n", help="text to start from")
     sample.add_argument("--temperature", type=float, default=0.8)
-    sample.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0 = all)")
+    sample.add_argument("--top-k", type=int, default=0,
+                        help="sample from the k likeliest (0 = all)")
     sample.add_argument("--seed", type=int, default=0)
     kernels = sub.add_parser("kernels", help="list or compile the CPU kernels")
     kernels.add_argument("--warm", action="store_true",
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sample(args)
         elif args.command == "kernels":
             return _kernels(args)
-    except (ValueError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError, OSError) as e:  # OSError: e.g. --save unwritable
         print(f"tinygrad-lab: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -53,11 +53,12 @@ class Layer(Module):
 
 
 class Dense(Layer):
-    """units outputs, act(x @ kernel + bias); activation None, relu, tanh, sigmoid, gelu, softmax."""
+    """units outputs, act(x @ kernel + bias); activation None, relu, tanh, sigmoid, gelu or
+    softmax."""
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: str = "glorot_uniform", input_shape: Sequence[int] | None = None
-                 ) -> None:
+                 kernel_initializer: str = "glorot_uniform",
+                 input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         if activation not in (None, "linear", "relu", "tanh", "sigmoid", "gelu", "softmax"):
             raise ValueError(f"Dense: unknown activation {activation!r}")
@@ -244,7 +245,8 @@ class Sequential(Module):
             optimizer = _OPTIMIZER_NAMES[optimizer.lower()]()
         if isinstance(loss, str):
             if loss not in _LOSS_NAMES:
-                raise ValueError(f"compile: unknown loss {loss!r}; choose from {sorted(_LOSS_NAMES)}")
+                raise ValueError(f"compile: unknown loss {loss!r}; "
+                                 f"choose from {sorted(_LOSS_NAMES)}")
             loss = _LOSS_NAMES[loss]()
         for m in metrics or []:
             if m not in _METRICS:
@@ -289,10 +291,13 @@ class Sequential(Module):
         for m in self.metrics:
             if m == "accuracy":
                 pred = out.argmax(-1) if out.ndim > 1 and out.shape[-1] > 1 else (out > 0.5)
-                sums[m] = float((pred.reshape(y.shape) == y).sum())
+                # a per-sample mean, so (B, T) labels (one per time step) still give a fraction
+                per_sample = max(int(np.prod(y.shape[1:])), 1)
+                sums[m] = float((pred.reshape(y.shape) == y).sum()) / per_sample
             elif m == "mse":
-                sums[m] = float(((out.reshape(y.shape) - y) ** 2).mean(axis=tuple(
-                    range(1, y.ndim))).sum()) if y.ndim > 1 else float(((out.reshape(y.shape) - y) ** 2).sum())
+                sq = (out.reshape(y.shape) - y) ** 2
+                sums[m] = float(sq.mean(axis=tuple(range(1, y.ndim))).sum() if y.ndim > 1
+                                else sq.sum())
             elif m == "mae":
                 sums[m] = float(np.abs(out.reshape(y.shape) - y).sum() / max(y[0].size, 1))
         return sums

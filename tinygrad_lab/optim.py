@@ -19,7 +19,11 @@ class Optimizer:
     """Holds parameters, per-parameter state and the learning rate (schedulers change `lr`)."""
 
     def __init__(self, params: Iterable[Tensor], lr: float) -> None:
-        self.params: list[Tensor] = list(params)
+        # a tensor listed twice (tied weights gathered by hand) must be updated once per step
+        unique: dict[int, Tensor] = {}
+        for p in params:
+            unique.setdefault(id(p), p)
+        self.params: list[Tensor] = list(unique.values())
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for p in self.params:
@@ -28,7 +32,7 @@ class Optimizer:
                                  "does not require grad")
             if not p.data.flags.c_contiguous:
                 raise ValueError("optimizer parameters must be C-contiguous arrays")
-        if lr < 0:
+        if not lr >= 0:  # also rejects nan
             raise ValueError(f"learning rate must be >= 0, got {lr}")
         self.lr = float(lr)
         self.state: dict[int, dict[str, Any]] = {}
@@ -220,3 +224,14 @@ def adagrad_step(param: Array, grad: Array, sum_sq: Array, lr: float, eps: float
     g = grad + weight_decay * param if weight_decay else grad
     sum_sq += g * g
     param -= lr * g / (xp.sqrt(sum_sq) + eps)
+
+
+# Learning-rate schedulers live in tinygrad_lab/schedulers.py; re-exported here as in torch.optim
+from tinygrad_lab.schedulers import (  # noqa: E402, F401
+    CosineAnnealingLR,
+    LinearLR,
+    LinearWarmup,
+    LRScheduler,
+    SequentialLR,
+    StepLR,
+)

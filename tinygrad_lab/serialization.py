@@ -23,6 +23,8 @@ def save(state: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give the checkpoint the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,12 +35,21 @@ def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read what `save` wrote; a damaged file raises ValueError naming the file."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):  # a lone .npy array, not an .npz archive
+            raise ValueError("an .npy array, not an .npz archive")
+        with data:
             return {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable tinygrad_lab checkpoint ({e})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _host(value: Any) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 from tinygrad_lab.random import generator
 
 
-def glorot_uniform(fan_in: int, fan_out: int, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+def glorot_uniform(fan_in: int, fan_out: int, shape: tuple[int, ...],
+                   dtype=np.float32) -> np.ndarray:
     """U(-a, a), a = sqrt(6 / (fan_in + fan_out)): Keras Dense's default (Glorot & Bengio 2010)."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return generator().uniform(-limit, limit, size=shape).astype(dtype)
@@ -24,7 +25,8 @@ def he_normal(fan_in: int, fan_out: int, shape: tuple[int, ...], dtype=np.float3
     return (generator().standard_normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
-def fan_in_uniform(fan_in: int, fan_out: int, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+def fan_in_uniform(fan_in: int, fan_out: int, shape: tuple[int, ...],
+                   dtype=np.float32) -> np.ndarray:
     """U(-a, a), a = 1 / sqrt(fan_in): PyTorch's default for Linear and Conv weights and biases."""
     limit = np.sqrt(1.0 / fan_in)
     return generator().uniform(-limit, limit, size=shape).astype(dtype)

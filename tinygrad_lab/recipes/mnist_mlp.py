@@ -41,13 +41,24 @@ def load_flat() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.nda
     return (x_train, y_train.astype(np.int64)), (x_test, y_test.astype(np.int64))
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Reject bad settings before any data is loaded, naming the flag and the value."""
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--hidden", args.hidden)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if not args.lr > 0:  # also catches nan
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    if not 0 <= args.validation_split < 1:
+        raise ValueError(f"--validation-split must be in [0, 1), got {args.validation_split}")
+
+
 def run(args: argparse.Namespace) -> dict[str, float]:
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or args.hidden < 1:
-        raise ValueError("--epochs, --batch-size, --hidden and --lr must be positive")
+    check_arguments(args)
     manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_flat()
-    if args.limit < 0:
-        raise ValueError("--limit must be >= 0")
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     model = build(args.hidden, args.lr)
