@@ -1,0 +1,67 @@
+"""Embedding lookup: rows of a (V, D) table picked by integer ids of any shape.
+
+Shapes: V rows (num_embeddings, the vocabulary), D columns (embedding size), ids (...).
+
+    forward:  out[..., :] = weight[ids[...], :]                                  (..., D)
+    backward: dweight[v, :] = sum of g[p, :] over the positions p where ids[p] == v     (V, D)
+
+The backward is a scatter-add: a repeated id adds up its gradients, an id that does not occur
+gets zero. Both halves are named array functions with a Numba kernel in kernels/embedding.py.
+"""
+
+from __future__ import annotations
+
+from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.function import Ctx, Function
+
+
+class Embedding(Function):
+    """out = weight[ids], ids (...) integer -> out (..., D); dweight = scatter-add of g by ids.
+
+    Only the number of rows is saved for backward (the ids are a parameter of the node).
+    """
+
+    ids: Array
+
+    def forward(self, ctx: Ctx, weight: Array) -> Array:
+        ctx.save(weight.shape[0])
+        return ctx.call("embedding_forward", weight, self.ids)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (num_embeddings,) = ctx.saved
+        return (ctx.call("embedding_backward", g, self.ids, num_embeddings),)
+
+
+def check_ids(ids: Array, num_embeddings: int) -> None:
+    """Integer ids in 0..num_embeddings-1, else TypeError / IndexError naming the bad id.
+
+    Negative ids are errors too (NumPy's take would silently count them from the end).
+    """
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got {ids.dtype} (cast with "
+                        ".astype('int64'))")
+    if ids.size == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= num_embeddings:
+        bad = low if low < 0 else high
+        raise IndexError(f"embedding: id {bad} is out of range for a vocabulary of "
+                         f"{num_embeddings} (valid ids are 0..{num_embeddings - 1})")
+
+
+@reference_function("embedding_forward")
+def embedding_forward(weight: Array, ids: Array) -> Array:
+    """weight (V, D), ids (...) -> (..., D)."""
+    check_ids(ids, weight.shape[0])
+    return array_module(weight).take(weight, ids, axis=0)
+
+
+@reference_function("embedding_backward")
+def embedding_backward(g: Array, ids: Array, num_embeddings: int) -> Array:
+    """g (..., D), ids (...) -> (V, D) with V = num_embeddings; repeated ids add (np.add.at)."""
+    check_ids(ids, num_embeddings)
+    xp = array_module(g)
+    dim = g.shape[-1]
+    out = xp.zeros((num_embeddings, dim), g.dtype)
+    xp.add.at(out, ids.reshape(-1), g.reshape(ids.size, dim))  # (N,) ids, (N, D) rows
+    return out

@@ -1,0 +1,193 @@
+"""Char-level LSTM on tiny-shakespeare (char-rnn): Embedding -> LSTM -> Linear to the vocabulary.
+
+Shapes: T time steps (--seq-len), B windows per batch (--batch-size), E embedding size, H hidden
+size, V vocabulary (65 characters).
+
+Training is truncated backpropagation through time over random windows: each step draws B
+windows of T + 1 characters from the first 90% of the text, predicts characters 1..T from
+characters 0..T-1 starting from a zero state, and updates with Adam and gradient clipping; the
+learning rate warms up linearly, then follows a cosine down to a tenth. An "epoch" is
+--steps-per-epoch steps. The validation loss (nats per character) is the mean over fixed windows
+spread evenly over the last 10%, so it is the same measurement every epoch.
+
+`sample(state, meta, args)` rebuilds the model from a checkpoint's meta and generates text; it
+backs `tinygrad-lab sample CHECKPOINT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab import datasets, helpers, nn, optim
+from tinygrad_lab.function import no_grad
+from tinygrad_lab.nn import functional as F
+from tinygrad_lab.random import manual_seed
+from tinygrad_lab.schedulers import CosineAnnealingLR, LinearWarmup, SequentialLR
+from tinygrad_lab.tensor import Tensor
+
+NAME = "shakespeare-lstm"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64, help="BPTT window (characters)")
+    parser.add_argument("--embed", type=int, default=64, help="embedding size")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam peak learning rate")
+    parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
+    parser.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0 = off)")
+    parser.add_argument("--eval-batches", type=int, default=8,
+                        help="validation batches of --batch-size windows")
+    parser.add_argument("--sample-length", type=int, default=300,
+                        help="characters to print after training (0 = none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) here")
+
+
+class CharLSTM(nn.Module):
+    """ids (T, B) -> logits (T, B, V), and the LSTM's final state (to continue from)."""
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=layers)
+        self.head = nn.Linear(hidden, vocab_size, init="fan_in_uniform")
+
+    def forward(self, ids: Any, state: Any = None) -> tuple[Tensor, Any]:
+        x = self.embed(ids)  # (T, B, E)
+        h, state = self.lstm(x, state)  # (T, B, H)
+        return self.head(h), state  # (T, B, V)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    for flag in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "embed", "hidden",
+                 "layers", "eval_batches"):
+        value = getattr(args, flag)
+        if value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.warmup < 0 or args.clip < 0 or args.sample_length < 0:
+        raise ValueError("--warmup, --clip and --sample-length must be >= 0")
+
+
+def windows(ids: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and next-character targets, both (T, B), from windows at `starts` (B,)."""
+    rows = ids[starts[:, None] + np.arange(seq_len + 1)]  # (B, T + 1)
+    return rows[:, :-1].T, rows[:, 1:].T  # (T, B) each
+
+
+def evaluate(model: CharLSTM, val_ids: np.ndarray, args: argparse.Namespace) -> float:
+    """Mean cross-entropy (nats/char) over eval_batches * batch_size windows spread over val."""
+    count = args.eval_batches * args.batch_size
+    starts = np.linspace(0, len(val_ids) - args.seq_len - 1, count).astype(np.int64)
+    losses = []
+    with no_grad():
+        for chunk in np.split(starts, args.eval_batches):
+            x, y = windows(val_ids, chunk, args.seq_len)
+            logits, _ = model(x)
+            losses.append(F.cross_entropy(logits, y).item())
+    return float(np.mean(losses))
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    check_arguments(args)
+    manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    train_ids, val_ids, vocab = datasets.load_shakespeare_chars(0.1)
+    if len(val_ids) <= args.seq_len + 1:
+        raise ValueError(f"--seq-len {args.seq_len} is longer than the validation text")
+    config = {"embed": args.embed, "hidden": args.hidden, "layers": args.layers,
+              "seq_len": args.seq_len}
+    model = CharLSTM(vocab.size, args.embed, args.hidden, args.layers)
+    params = model.parameters()
+    opt = optim.Adam(params, lr=args.lr)
+    total = args.epochs * args.steps_per_epoch
+    warmup = min(args.warmup, total - 1)
+    cosine = CosineAnnealingLR(opt, T_max=max(total - warmup, 1), eta_min=args.lr / 10)
+    schedule = (SequentialLR(opt, [LinearWarmup(opt, warmup), cosine], milestones=[warmup])
+                if warmup else cosine)
+    print(f"{NAME}: {len(train_ids):,} train / {len(val_ids):,} val chars, vocab {vocab.size}; "
+          f"embed {args.embed} -> LSTM {args.hidden} x {args.layers} -> {vocab.size}, "
+          f"{model.num_parameters():,} parameters; batch {args.batch_size} x {args.seq_len} "
+          f"chars, Adam lr {args.lr} (warm-up {warmup}, cosine), clip {args.clip}, "
+          f"{helpers.num_threads()} threads, kernels "
+          f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
+
+    chars_per_step = args.batch_size * args.seq_len
+    start = time.perf_counter()
+    val_loss = math.nan
+    for epoch in range(1, args.epochs + 1):
+        epoch_start, losses = time.perf_counter(), []
+        for _ in range(args.steps_per_epoch):
+            starts = rng.integers(0, len(train_ids) - args.seq_len - 1, size=args.batch_size)
+            x, y = windows(train_ids, starts, args.seq_len)
+            logits, _ = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            if args.clip:
+                optim.clip_grad_norm_(params, args.clip)
+            opt.step()
+            schedule.step()
+            losses.append(loss.item())
+        seconds = time.perf_counter() - epoch_start
+        val_loss = evaluate(model, val_ids, args)
+        print(f"epoch {epoch}/{args.epochs} - train loss {np.mean(losses):.4f} - val loss "
+              f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.3f} bits) - {seconds:.1f} s, "
+              f"{args.steps_per_epoch * chars_per_step / seconds:,.0f} chars/s", flush=True)
+    elapsed = time.perf_counter() - start
+    print(f"trained {total} steps in {elapsed:.0f} s; val loss {val_loss:.4f} nats/char")
+    if args.sample_length:
+        sample_rng = np.random.default_rng(args.seed)
+        text = generate(model, vocab, "\n", args.sample_length, 0.8, 0, sample_rng)
+        print(f"--- sample (temperature 0.8) ---{text}\n---")
+    if args.save:
+        from tinygrad_lab.serialization import save_checkpoint
+
+        save_checkpoint(args.save, model.state_dict(),
+                        {"recipe": NAME, "config": config, "vocab": "".join(vocab.itos),
+                         "val_loss": val_loss, "steps": total})
+        print(f"checkpoint written to {args.save}")
+    return {"val_loss": val_loss, "seconds": elapsed}
+
+
+def _pick(logits: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator) -> int:
+    """Draw one id from softmax(logits / temperature), keeping the top_k likeliest (0 = all)."""
+    z = logits.astype(np.float64) / temperature  # (V,)
+    if 0 < top_k < z.size:
+        z[z < np.partition(z, -top_k)[-top_k]] = -np.inf
+    p = np.exp(z - z.max())
+    return int(rng.choice(z.size, p=p / p.sum()))
+
+
+def generate(model: CharLSTM, vocab: datasets.CharVocab, prompt: str, length: int,
+             temperature: float, top_k: int, rng: np.random.Generator) -> str:
+    """prompt + `length` sampled characters; the prompt is read first to set the state."""
+    if not prompt:
+        raise ValueError("the prompt must hold at least one character")
+    ids = vocab.encode(prompt)  # (P,), raises on characters outside the vocabulary
+    out: list[int] = []
+    with no_grad():
+        logits, state = model(ids[:, None])  # (P, 1, V)
+        for _ in range(length):
+            out.append(_pick(logits.numpy()[-1, 0], temperature, top_k, rng))
+            logits, state = model(np.array([[out[-1]]]), state)  # (1, 1, V)
+    return prompt + vocab.decode(out)
+
+
+def sample(state: dict[str, np.ndarray], meta: dict[str, Any], args: argparse.Namespace) -> str:
+    """Rebuild the model a checkpoint describes, load its weights, generate args.length chars."""
+    config, vocab = meta["config"], datasets.CharVocab(meta["vocab"])
+    model = CharLSTM(vocab.size, config["embed"], config["hidden"], config["layers"])
+    model.load_state_dict(state)
+    rng = np.random.default_rng(args.seed)
+    return generate(model, vocab, args.prompt, args.length, args.temperature, args.top_k, rng)
