@@ -1,0 +1,35 @@
+"""What every CPU kernel module shares: the dtypes kernels take and the size where threads pay.
+
+Numba compiles one specialization per argument type, so the wrappers hand the `@njit` functions
+1-D or 2-D C-contiguous arrays of one of two dtypes and Python floats for scalars: that keeps it
+to two compilations per kernel (float32, float64), both of which `tinygrad-lab kernels --warm`
+makes ahead of time. Every `@njit` also says `error_model="numpy"`: a division by zero gives
+inf/NaN as in NumPy instead of raising ZeroDivisionError, and division loops can vectorize.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+# Native float dtypes are singletons, so `dt is F32 or dt is F64` is the cheap check (a
+# byte-swapped float32 is not F32, and goes to the reference).
+
+PARALLEL_MIN = 1 << 15
+"""Elements below which a cheap (memory-bound) kernel runs on one thread: launching the thread
+team costs a few microseconds, about what one thread needs for this many elements."""
+
+PARALLEL_MIN_HEAVY = 1 << 12
+"""The same for kernels that call exp/tanh per element (tens of cycles each)."""
+
+
+SMALL_TO_REFERENCE = 4096
+"""Below this many elements the cheapest kernels (relu, the tanh/sigmoid backwards) hand the call
+to their NumPy reference: one SIMD ufunc pass beats the kernel's fixed cost of ~2 us (measured,
+float32, 2 threads). Read at call time, so tests can set it to 0 and run the kernels on small
+inputs too."""
+
+
+def is_float(dt: np.dtype) -> bool:
+    return dt is F32 or dt is F64

@@ -1,0 +1,258 @@
+"""Fused optimizer updates: one pass over param, grad and state, in place, in the param's dtype.
+
+PyTorch semantics (torch.optim's single-tensor paths), same names and signatures as the
+references the optimizers in tinygrad_lab/optim.py register. Shapes: N elements (every array
+flattened; param, grad and each state array have one shape). Scalars arrive as Python numbers and
+are cast to the param's dtype inside the kernel, so float32 params are updated in float32 maths.
+
+Arrays updated in place must be C-contiguous and writable; anything else (a strided view, a dtype
+mismatch) goes to the registered reference, which updates views in place correctly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from tinygrad_lab.kernels._common import F32, F64, PARALLEL_MIN, is_float
+
+_NO_STATE = {F32: np.empty(0, F32), F64: np.empty(0, F64)}  # stands in for an unused buffer
+
+
+def _flat(param: Any, grad: Any, states: tuple[Any, ...]) -> list[Any] | None:
+    """param, grad and states as 1-D views the kernel may update, or None (use the reference)."""
+    dt = param.dtype
+    if not (is_float(dt) and param.flags.carray and grad.shape == param.shape):
+        return None
+    if grad.dtype is not dt:
+        grad = grad.astype(dt)
+    for s in states:
+        if s.dtype is not dt or s.shape != param.shape or not s.flags.carray:
+            return None
+    return [param.reshape(-1), grad.reshape(-1)] + [s.reshape(-1) for s in states]
+
+
+def _reference(name: str) -> Callable[..., Any]:
+    from tinygrad_lab.backends import REFERENCES
+
+    if name not in REFERENCES:
+        with contextlib.suppress(ImportError):
+            import tinygrad_lab.optim  # noqa: F401  (registers the optimizer references)
+    if name not in REFERENCES:
+        raise ValueError(
+            f"{name}: the kernel needs C-contiguous, writable float32/float64 arrays of one shape "
+            "and dtype, and no reference is registered for other arrays"
+        )
+    return REFERENCES[name]
+
+
+# --- SGD (momentum, dampening, Nesterov, L2 weight decay) ---------------------------------------
+@njit(cache=True, error_model="numpy")
+def _sgd_one(p, g, b, lr, mom, damp1, wd, l2, use_mom, nesterov, first_step):
+    if l2:
+        g = g + wd * p
+    if use_mom:
+        b = g if first_step else mom * b + damp1 * g  # PyTorch: the first buffer is g itself
+        g = g + mom * b if nesterov else b
+    return p - lr * g, b
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sgd(param, grad, velocity, lr, momentum, dampening, weight_decay, nesterov, first_step):
+    # param (N,), grad (N,), velocity (N,) or (0,) when momentum == 0
+    t = param.dtype.type
+    lr_, mom, damp1, wd = t(lr), t(momentum), t(1.0 - dampening), t(weight_decay)
+    l2, use_mom = weight_decay != 0, momentum != 0
+    zero = t(0)
+    if param.size < PARALLEL_MIN:
+        for i in range(param.size):
+            b = velocity[i] if use_mom else zero
+            param[i], b = _sgd_one(param[i], grad[i], b, lr_, mom, damp1, wd, l2, use_mom,
+                                   nesterov, first_step)
+            if use_mom:
+                velocity[i] = b
+    else:
+        for i in prange(param.size):
+            b = velocity[i] if use_mom else zero
+            param[i], b = _sgd_one(param[i], grad[i], b, lr_, mom, damp1, wd, l2, use_mom,
+                                   nesterov, first_step)
+            if use_mom:
+                velocity[i] = b
+
+
+def sgd_step(
+    param: Any, grad: Any, velocity: Any, lr: float, momentum: float, dampening: float,
+    weight_decay: float, nesterov: bool, first_step: bool,
+) -> None:
+    """g = grad + wd p;  v = g (first step) or momentum v + (1 - dampening) g;
+    g = g + momentum v (Nesterov) or v;  p -= lr g.  velocity may be empty when momentum == 0."""
+    use_mom = momentum != 0
+    flat = _flat(param, grad, (velocity,) if use_mom else ())
+    if flat is None:
+        _reference("sgd_step")(param, grad, velocity, lr, momentum, dampening, weight_decay,
+                               nesterov, first_step)
+        return
+    p, g = flat[0], flat[1]
+    v = flat[2] if use_mom else _NO_STATE[param.dtype]
+    _sgd(p, g, v, float(lr), float(momentum), float(dampening), float(weight_decay),
+         bool(nesterov), bool(first_step))
+
+
+# --- Adam and AdamW -----------------------------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    # param, grad, m, v (N,)
+    t = param.dtype.type
+    bias_correction1 = 1.0 - beta1**step
+    step_size = t(lr / bias_correction1)
+    bc2_sqrt = t(math.sqrt(1.0 - beta2**step))
+    b1, b2, one_b1, one_b2 = t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2)
+    eps_, wd = t(eps), t(weight_decay)
+    decay = t(1.0 - lr * weight_decay)
+    l2 = weight_decay != 0 and not decoupled
+    if param.size < PARALLEL_MIN:
+        for i in range(param.size):
+            param[i], m[i], v[i] = _adam_one(param[i], grad[i], m[i], v[i], b1, b2, one_b1,
+                                             one_b2, step_size, bc2_sqrt, eps_, wd, l2,
+                                             decoupled, decay)
+    else:
+        for i in prange(param.size):
+            param[i], m[i], v[i] = _adam_one(param[i], grad[i], m[i], v[i], b1, b2, one_b1,
+                                             one_b2, step_size, bc2_sqrt, eps_, wd, l2,
+                                             decoupled, decay)
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_one(p, g, m, v, b1, b2, one_b1, one_b2, step_size, bc2_sqrt, eps, wd, l2, decoupled,
+              decay):
+    if l2:
+        g = g + wd * p  # Adam: L2 decay through the gradient
+    if decoupled:
+        p = p * decay  # AdamW: p *= 1 - lr wd, before the update
+    m = b1 * m + one_b1 * g
+    v = b2 * v + one_b2 * g * g
+    denom = np.sqrt(v) / bc2_sqrt + eps
+    return p - step_size * (m / denom), m, v
+
+
+def adam_step(
+    param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float,
+    weight_decay: float, step: int,
+) -> None:
+    """Adam with bias correction, `step` the 1-based count of this update; g = grad + wd p;
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    flat = _flat(param, grad, (m, v))
+    if flat is None:
+        _reference("adam_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
+        return
+    _adam(*flat, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+          int(step), False)
+
+
+def adamw_step(
+    param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float,
+    weight_decay: float, step: int,
+) -> None:
+    """AdamW: p *= 1 - lr wd first (decoupled decay), then the Adam update without L2."""
+    flat = _flat(param, grad, (m, v))
+    if flat is None:
+        _reference("adamw_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
+        return
+    _adam(*flat, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+          int(step), True)
+
+
+# --- RMSprop ------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _rmsprop_one(p, g, sq, b, lr, alpha, one_alpha, eps, mom, wd, l2, use_mom):
+    if l2:
+        g = g + wd * p
+    sq = alpha * sq + one_alpha * g * g
+    avg = np.sqrt(sq) + eps
+    if use_mom:
+        b = mom * b + g / avg
+        return p - lr * b, sq, b
+    return p - lr * (g / avg), sq, b
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _rmsprop(param, grad, square_avg, lr, alpha, eps, weight_decay, momentum, buf):
+    # param, grad, square_avg (N,), buf (N,) or (0,) when momentum == 0
+    t = param.dtype.type
+    lr_, alpha_, one_alpha, eps_ = t(lr), t(alpha), t(1.0 - alpha), t(eps)
+    mom, wd = t(momentum), t(weight_decay)
+    l2, use_mom = weight_decay != 0, momentum != 0
+    zero = t(0)
+    if param.size < PARALLEL_MIN:
+        for i in range(param.size):
+            b = buf[i] if use_mom else zero
+            param[i], square_avg[i], b = _rmsprop_one(param[i], grad[i], square_avg[i], b, lr_,
+                                                      alpha_, one_alpha, eps_, mom, wd, l2,
+                                                      use_mom)
+            if use_mom:
+                buf[i] = b
+    else:
+        for i in prange(param.size):
+            b = buf[i] if use_mom else zero
+            param[i], square_avg[i], b = _rmsprop_one(param[i], grad[i], square_avg[i], b, lr_,
+                                                      alpha_, one_alpha, eps_, mom, wd, l2,
+                                                      use_mom)
+            if use_mom:
+                buf[i] = b
+
+
+def rmsprop_step(
+    param: Any, grad: Any, square_avg: Any, lr: float, alpha: float, eps: float,
+    weight_decay: float, momentum: float, buf: Any,
+) -> None:
+    """g = grad + wd p;  s = alpha s + (1 - alpha) g^2;  a = sqrt(s) + eps;
+    b = momentum b + g / a, p -= lr b (momentum > 0), else p -= lr g / a.  buf may be empty
+    when momentum == 0."""
+    use_mom = momentum != 0
+    flat = _flat(param, grad, (square_avg, buf) if use_mom else (square_avg,))
+    if flat is None:
+        _reference("rmsprop_step")(param, grad, square_avg, lr, alpha, eps, weight_decay,
+                                   momentum, buf)
+        return
+    b = flat[3] if use_mom else _NO_STATE[param.dtype]
+    _rmsprop(flat[0], flat[1], flat[2], float(lr), float(alpha), float(eps),
+             float(weight_decay), float(momentum), b)
+
+
+# --- Adagrad ------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def _adagrad(param, grad, sum_sq, lr, eps, weight_decay):  # param, grad, sum_sq (N,)
+    t = param.dtype.type
+    lr_, eps_, wd = t(lr), t(eps), t(weight_decay)
+    l2 = weight_decay != 0
+    if param.size < PARALLEL_MIN:
+        for i in range(param.size):
+            param[i], sum_sq[i] = _adagrad_one(param[i], grad[i], sum_sq[i], lr_, eps_, wd, l2)
+    else:
+        for i in prange(param.size):
+            param[i], sum_sq[i] = _adagrad_one(param[i], grad[i], sum_sq[i], lr_, eps_, wd, l2)
+
+
+@njit(cache=True, error_model="numpy")
+def _adagrad_one(p, g, s, lr, eps, wd, l2):
+    if l2:
+        g = g + wd * p
+    s = s + g * g
+    return p - lr * (g / (np.sqrt(s) + eps)), s
+
+
+def adagrad_step(
+    param: Any, grad: Any, sum_sq: Any, lr: float, eps: float, weight_decay: float
+) -> None:
+    """g = grad + wd p;  s += g^2;  p -= lr g / (sqrt(s) + eps)."""
+    flat = _flat(param, grad, (sum_sq,))
+    if flat is None:
+        _reference("adagrad_step")(param, grad, sum_sq, lr, eps, weight_decay)
+        return
+    _adagrad(*flat, float(lr), float(eps), float(weight_decay))
