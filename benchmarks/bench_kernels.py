@@ -148,7 +148,8 @@ def child_ours(args: argparse.Namespace) -> None:
                     np.copyto(buf, src)
                     return fn(buf, *call_args[1:])
 
-                copy_t = median_seconds(lambda buf=buf, src=src: np.copyto(buf, src), 3, args.repeats)
+                copy_t = median_seconds(lambda buf=buf, src=src: np.copyto(buf, src), 3,
+                                        args.repeats)
                 row[label] = max(median_seconds(run, 3, args.repeats) - copy_t, 1e-9)
             else:
                 row[label] = median_seconds(lambda fn=fn, a=call_args: fn(*a), 3, args.repeats)

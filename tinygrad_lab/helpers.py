@@ -24,7 +24,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 DEBUG: int = _env_int("DEBUG", 0)
-"""0 quiet; 1 backend and device choices; 2 one line per op call; 3 also saved-for-backward bytes."""
+"""0 quiet; 1 backend and device choices; 2 one line per op call; 3 also saved bytes."""
 
 _KERNELS: bool = _env_int("TINYGRAD_LAB_KERNELS", 1) != 0
 """False forces every named array function onto its pure NumPy/CuPy reference."""

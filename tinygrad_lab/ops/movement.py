@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.backends import Array, Backend, array_module, reference_function
+from tinygrad_lab.backends import Array, Backend, reference_function
 from tinygrad_lab.function import Ctx, Function
 
 
