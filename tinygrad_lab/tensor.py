@@ -19,6 +19,7 @@ from tinygrad_lab.ops import linalg as L
 from tinygrad_lab.ops import movement as M
 from tinygrad_lab.ops import nn as N
 from tinygrad_lab.ops import reduce as R
+from tinygrad_lab.ops import split as S
 from tinygrad_lab.ops.movement import sum_to_shape
 
 Shape = tuple[int, ...]
@@ -173,6 +174,8 @@ class Tensor:
     def astype(self, dtype: Any) -> Tensor:
         if np.dtype(dtype) == self.dtype:
             return self
+        if np.dtype(dtype).kind != "f":  # integer/bool results carry no gradient: off the tape
+            return Tensor._wrap(self.data.astype(dtype), self._backend, self._device, False)
         return E.Cast.apply(self, dtype=np.dtype(dtype))
 
     def float(self) -> Tensor:
@@ -205,7 +208,8 @@ class Tensor:
                     f"backward(): gradient shape {tuple(seed.shape)} does not match the tensor's "
                     f"shape {self.shape}"
                 )
-            seed = seed.astype(self.dtype, copy=False)
+            # a copy: the seed can end up as a leaf's .grad, which must not alias the caller's array
+            seed = seed.astype(self.dtype, copy=True)
         grads: dict[int, Array] = {id(self): seed}
         leaf_arrays: set[int] = set()
         for node in reversed(_topological_order(self)):
@@ -468,6 +472,14 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return M.GetItem.apply(self, index=_normalise_index(index))
 
+    def unbind(self, axis: int = 0) -> list[Tensor]:
+        """The slices along `axis`, without it (torch.unbind); one node, O(size) backward."""
+        return S.unbind(self, axis)
+
+    def chunk(self, chunks: int, axis: int = 0) -> list[Tensor]:
+        """Pieces of ceil(n / chunks) along `axis` (torch.chunk); one node, O(size) backward."""
+        return S.chunk(self, chunks, axis)
+
     def pad(self, widths: Sequence[tuple[int, int]]) -> Tensor:
         """Zero padding, NumPy's pad_width convention (one (before, after) pair per axis)."""
         return M.Pad.apply(self, widths=tuple((int(a), int(b)) for a, b in widths))
@@ -494,7 +506,13 @@ class Tensor:
         try:
             out = L.MatMul.apply(a, b)
         except ValueError:
-            _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
+            try:
+                _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
+            except ValueError:  # name the operands' shapes, not just their batch dimensions
+                raise ValueError(
+                    f"matmul: batch dimensions of shapes {self.shape} and {other.shape} cannot "
+                    "be broadcast together"
+                ) from None
             raise
         if squeeze_first:
             out = out.reshape(*out.shape[:-2], out.shape[-1])
@@ -627,7 +645,9 @@ def _check_broadcast(op: str, a: Shape, b: Shape, result: Shape | None = None) -
     try:
         shape = np.broadcast_shapes(tuple(a), tuple(b))
     except ValueError:
-        raise ValueError(f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together") from None
+        raise ValueError(
+            f"{op}: shapes {tuple(a)} and {tuple(b)} cannot be broadcast together"
+        ) from None
     if result is not None and shape != tuple(result):
         raise ValueError(f"{op}: cannot expand shape {tuple(a)} to {tuple(result)}")
 
