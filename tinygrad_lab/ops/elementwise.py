@@ -86,6 +86,8 @@ class PowScalar(Function):
     def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
         (a,) = ctx.saved
         p = self.exponent
+        if p == 0:  # d(a**0)/da = 0 everywhere; p * a**-1 would give nan at a = 0
+            return (ctx.xp.zeros_like(a),)
         if p == 2:
             return (g * 2 * a,)
         return (g * p * a ** (p - 1),)

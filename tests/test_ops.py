@@ -1,0 +1,491 @@
+"""Every differentiable op, driven by one table (OP_SPECS).
+
+Each OpSpec gets two tests, on inputs drawn by tinygrad_lab.testing.strategies:
+- float64: forward equals the NumPy reference, and gradcheck passes (central differences);
+- float64 and float32: the output dtype is NumPy's (float32 stays float32), float32 values are
+  close to NumPy's, and after backward every float input's gradient has its shape and dtype.
+
+Adding an op = one OpSpec. A spec with parameters (axis, exponent, index, ...) supplies `cases`:
+a strategy of (input shapes, keyword parameters) passed to both `tensor_fn` and `numpy_fn`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_lab as tl
+from tinygrad_lab import Tensor
+from tinygrad_lab.ops import linalg as L
+from tinygrad_lab.ops import nn as N
+from tinygrad_lab.testing import check_forward, gradcheck
+from tinygrad_lab.testing import strategies as tst
+
+Shape = tuple[int, ...]
+MAX_SIDE = 4  # up to 4**4 = 256 elements: every element is drawn and perturbed by gradcheck
+SHAPES = tst.shapes(max_side=MAX_SIDE)
+Params = dict[str, Any]
+Case = tuple[tuple[Shape, ...], Params]
+Domain = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op under test.
+
+    tensor_fn(*tensors, **params) and numpy_fn(*arrays, **params) compute the same thing.
+    domain: (low, high) for every input, or one pair per input.
+    kinks: values every float input keeps `margin` away from (relu at 0, a pole of 1/x, ...).
+    cases: strategy of (input shapes, params); default: shapes() for one input, broadcastable
+        shapes for more.
+    dtypes: per input "float" (default) or "bool" (e.g. the condition of `where`).
+    separated: all float input values pairwise apart (ops that pick a maximum: no ties).
+    valid: predicate on (*arrays, **params) rejecting draws that sit on a kink no input-wise
+        rule can avoid (relu after a matmul).
+    keeps_dtype: False for ops whose output dtype differs from their input's by design (astype).
+    """
+
+    name: str
+    tensor_fn: Callable[..., Tensor]
+    numpy_fn: Callable[..., Any]
+    n_inputs: int = 1
+    domain: Domain | tuple[Domain, ...] = (-3.0, 3.0)
+    kinks: tuple[float, ...] = ()
+    margin: float = 1e-2
+    cases: Callable[[], st.SearchStrategy[Case]] | None = None
+    dtypes: tuple[str, ...] | None = None
+    separated: bool = False
+    valid: Callable[..., bool] | None = None
+    gradcheck_kw: Params = field(default_factory=dict)
+    keeps_dtype: bool = True
+
+    def domain_of(self, i: int) -> Domain:
+        d = self.domain
+        return d[i] if isinstance(d[0], tuple) else d  # type: ignore[return-value]
+
+    def case_strategy(self) -> st.SearchStrategy[Case]:
+        if self.cases is not None:
+            return self.cases()
+        if self.n_inputs == 1:
+            return SHAPES.map(lambda s: ((s,), {}))
+        return tst.broadcastable_shapes(self.n_inputs, max_side=MAX_SIDE).map(lambda ss: (ss, {}))
+
+
+# --- case strategies: (input shapes, params) --------------------------------------------------
+def _with_params(
+    shape_strategy: st.SearchStrategy[Shape], params: Callable[[Shape], st.SearchStrategy[Params]]
+) -> Callable[[], st.SearchStrategy[Case]]:
+    """Cases for one input whose params depend on its shape."""
+    return lambda: shape_strategy.flatmap(lambda s: params(s).map(lambda p: ((s,), p)))
+
+
+def _reduce_params(s: Shape) -> st.SearchStrategy[Params]:
+    return st.fixed_dictionaries({"axis": tst.axes(len(s)), "keepdims": st.booleans()})
+
+
+def _axis_param(s: Shape) -> st.SearchStrategy[Params]:
+    return st.fixed_dictionaries({"axis": st.integers(-len(s), len(s) - 1)})
+
+
+@st.composite
+def _reshape_params(draw: st.DrawFn, s: Shape) -> Params:
+    size = math.prod(s)
+    new = list(draw(st.sampled_from([(size,), s[::-1], (1, *s), (*s, 1), (size, 1), (1, size, 1)])))
+    if new and draw(st.booleans()):
+        new[draw(st.integers(0, len(new) - 1))] = -1  # let reshape infer one side
+    return {"shape": tuple(new)}
+
+
+@st.composite
+def _expand_params(draw: st.DrawFn, s: Shape) -> Params:
+    lead = draw(st.lists(st.integers(1, 3), max_size=2))
+    own = [
+        draw(st.sampled_from([1, 2, 3, -1])) if n == 1 else draw(st.sampled_from([n, -1]))
+        for n in s
+    ]
+    return {"shape": (*lead, *own)}
+
+
+def _expanded(x: np.ndarray, shape: Shape) -> np.ndarray:
+    lead = len(shape) - x.ndim
+    target = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+    return np.broadcast_to(x, target)
+
+
+@st.composite
+def _transpose_params(draw: st.DrawFn, s: Shape) -> Params:
+    axis = st.integers(-len(s), len(s) - 1)
+    return {"axis0": draw(axis), "axis1": draw(axis)}
+
+
+@st.composite
+def _advanced_index_params(draw: st.DrawFn, s: Shape) -> Params:
+    """Integer-array indices; small index ranges and a constant fill make repeats common."""
+
+    def ints(n: int, shape: Shape) -> np.ndarray:
+        return draw(hnp.arrays(np.intp, shape, elements=st.integers(-n, n - 1)))
+
+    idx_shape = draw(tst.shapes(min_dims=1, max_dims=2, max_side=4))
+    modes = ["array", "list"] + (["second axis", "pair"] if len(s) >= 2 else [])
+    mode = draw(st.sampled_from(modes))
+    if mode == "array":
+        index: Any = ints(s[0], idx_shape)
+    elif mode == "list":
+        index = [int(i) for i in ints(s[0], idx_shape[:1])]
+    elif mode == "second axis":
+        index = (slice(None), ints(s[1], idx_shape))
+    else:
+        index = (ints(s[0], idx_shape), ints(s[1], idx_shape))
+    return {"index": index}
+
+
+@st.composite
+def _cat_cases(draw: st.DrawFn, n: int = 3) -> Case:
+    base = draw(tst.shapes(min_dims=1, max_dims=3, max_side=4))
+    axis = draw(st.integers(-len(base), len(base) - 1))
+    k = axis % len(base)
+    sizes = [draw(st.integers(0, 3)) for _ in range(n)]
+    return tuple((*base[:k], m, *base[k + 1 :]) for m in sizes), {"axis": axis}
+
+
+@st.composite
+def _stack_cases(draw: st.DrawFn, n: int = 3) -> Case:
+    s = draw(tst.shapes(max_dims=3, max_side=4))
+    return (s,) * n, {"axis": draw(st.integers(-len(s) - 1, len(s)))}
+
+
+def _pad_params(s: Shape) -> st.SearchStrategy[Params]:
+    pair = st.tuples(st.integers(0, 2), st.integers(0, 2))
+    return st.tuples(*[pair] * len(s)).map(lambda w: {"widths": w})
+
+
+@st.composite
+def _linear_cases(draw: st.DrawFn, bias: bool) -> Case:
+    lead = draw(tst.shapes(max_dims=2, max_side=3))
+    i, o = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    shapes = ((*lead, i), (i, o), (o,)) if bias else ((*lead, i), (i, o))
+    return shapes, {"activation": draw(st.sampled_from(L.ACTIVATIONS))}
+
+
+@st.composite
+def _cross_entropy_cases(draw: st.DrawFn) -> Case:
+    n, c = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    labels = draw(hnp.arrays(np.intp, (n,), elements=st.integers(0, c - 1)))
+    return ((n, c),), {"labels": labels}
+
+
+# --- NumPy references ---------------------------------------------------------------------------
+# Python floats only (never np.float64 scalars) so float32 inputs stay float32 under NEP 50.
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x)  # no max shift: inputs are bounded, and the reference should differ in form
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+
+
+_ACT = {None: lambda z: z, "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
+        "sigmoid": _sigmoid, "gelu": _gelu}  # fmt: skip
+
+
+def _linear_ref(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | None) -> Any:
+    return _ACT[activation](x @ w + (b[0] if b else 0))
+
+
+def _linear_valid(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | None) -> bool:
+    pre = x @ w + (b[0] if b else 0)
+    return activation != "relu" or bool(np.all(np.abs(pre) > 1e-2))
+
+
+def _cross_entropy_ref(x: np.ndarray, labels: np.ndarray) -> Any:
+    return -_log_softmax(x, -1)[np.arange(len(labels)), labels].mean()
+
+
+def _clip_ref(x: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    return np.clip(x, -np.inf if low is None else low, np.inf if high is None else high)
+
+
+POSITIVE = (0.2, 3.0)
+CLIP_BOUNDS = [{"low": -1.0, "high": 1.0}, {"low": 0.5, "high": None}, {"low": None, "high": -1.0}]
+
+OP_SPECS = [
+    # elementwise, binary (broadcasting)
+    OpSpec("add", Tensor.add, np.add, 2),
+    OpSpec("sub", Tensor.sub, np.subtract, 2),
+    OpSpec("rsub", lambda x: 1.5 - x, lambda x: 1.5 - x),
+    OpSpec("mul", Tensor.mul, np.multiply, 2),
+    OpSpec("div", Tensor.div, np.divide, 2, kinks=(0.0,), margin=0.5),
+    OpSpec("rdiv", lambda x: 1.5 / x, lambda x: 1.5 / x, kinks=(0.0,), margin=0.5),
+    OpSpec("pow", Tensor.pow, np.power, 2, domain=(POSITIVE, (-2.0, 2.0))),
+    OpSpec("rpow", lambda x: 2.0**x, lambda x: 2.0**x),
+    OpSpec("maximum", Tensor.maximum, np.maximum, 2, separated=True),
+    OpSpec("minimum", Tensor.minimum, np.minimum, 2, separated=True),
+    OpSpec(
+        "where",
+        lambda c, a, b: tl.where(c, a, b),
+        np.where,
+        3,
+        dtypes=("bool", "float", "float"),
+    ),
+    # elementwise, unary
+    OpSpec("neg", Tensor.neg, np.negative),
+    OpSpec(
+        "pow_scalar",
+        lambda x, exponent: x**exponent,
+        lambda x, exponent: x**exponent,
+        domain=POSITIVE,
+        cases=_with_params(
+            SHAPES,
+            lambda s: st.sampled_from([0.5, 1.5, -1.0, -2.5, 2.0]).map(lambda p: {"exponent": p}),
+        ),
+    ),
+    OpSpec(
+        "pow_scalar_int",
+        lambda x, exponent: x**exponent,
+        lambda x, exponent: x**exponent,
+        cases=_with_params(
+            SHAPES, lambda s: st.sampled_from([0, 1, 2, 3]).map(lambda p: {"exponent": p})
+        ),
+    ),
+    OpSpec("exp", Tensor.exp, np.exp),
+    OpSpec("log", Tensor.log, np.log, domain=POSITIVE),
+    OpSpec("sqrt", Tensor.sqrt, np.sqrt, domain=POSITIVE),
+    OpSpec("abs", Tensor.abs, np.abs, kinks=(0.0,)),
+    OpSpec("tanh", Tensor.tanh, np.tanh, domain=(-4.0, 4.0)),
+    OpSpec("sigmoid", Tensor.sigmoid, _sigmoid, domain=(-6.0, 6.0)),
+    OpSpec("relu", Tensor.relu, lambda x: np.maximum(x, 0), kinks=(0.0,)),
+    OpSpec("gelu", Tensor.gelu, _gelu, domain=(-4.0, 4.0)),
+    OpSpec(
+        "clip",
+        lambda x, low, high: x.clip(low, high),
+        _clip_ref,
+        kinks=(-1.0, 0.5, 1.0),
+        cases=_with_params(SHAPES, lambda s: st.sampled_from(CLIP_BOUNDS)),
+    ),
+    OpSpec(
+        "astype",  # a float32 round trip: the check needs a float64 output, and a wide eps
+        lambda x: x.astype(np.float32).astype(np.float64),
+        lambda x: x.astype(np.float32).astype(np.float64),
+        gradcheck_kw={"eps": 1e-2, "atol": 1e-4, "rtol": 1e-3},
+        keeps_dtype=False,
+    ),
+    # reductions
+    OpSpec("sum", Tensor.sum, np.sum, cases=_with_params(SHAPES, _reduce_params)),
+    OpSpec("mean", Tensor.mean, np.mean, cases=_with_params(SHAPES, _reduce_params)),
+    OpSpec("var", Tensor.var, np.var, cases=_with_params(SHAPES, _reduce_params)),
+    OpSpec(
+        "max",
+        Tensor.max,
+        np.max,
+        cases=_with_params(SHAPES, _reduce_params),
+        separated=True,
+    ),
+    OpSpec(
+        "min",
+        Tensor.min,
+        np.min,
+        cases=_with_params(SHAPES, _reduce_params),
+        separated=True,
+    ),
+    # movement
+    OpSpec(
+        "reshape",
+        lambda x, shape: x.reshape(*shape),
+        lambda x, shape: x.reshape(shape),
+        cases=_with_params(SHAPES, _reshape_params),
+    ),
+    OpSpec(
+        "permute",
+        lambda x, axes: x.permute(*axes),
+        np.transpose,
+        cases=_with_params(
+            SHAPES, lambda s: st.permutations(range(len(s))).map(lambda p: {"axes": p})
+        ),
+    ),
+    OpSpec(
+        "transpose",
+        lambda x, axis0, axis1: x.transpose(axis0, axis1),
+        lambda x, axis0, axis1: np.swapaxes(x, axis0, axis1),
+        cases=_with_params(tst.shapes(min_dims=2, max_side=MAX_SIDE), _transpose_params),
+    ),
+    OpSpec("T", lambda x: x.T, lambda x: np.swapaxes(x, -1, -2) if x.ndim >= 2 else x),
+    OpSpec(
+        "expand",
+        lambda x, shape: x.expand(*shape),
+        _expanded,
+        cases=_with_params(tst.shapes(max_dims=3, max_side=3), _expand_params),
+    ),
+    OpSpec(
+        "getitem_basic",
+        lambda x, index: x[index],
+        lambda x, index: x[index],
+        cases=_with_params(
+            SHAPES,
+            lambda s: hnp.basic_indices(s, allow_newaxis=True).map(lambda i: {"index": i}),
+        ),
+    ),
+    OpSpec(
+        "getitem_advanced",
+        lambda x, index: x[index],
+        lambda x, index: x[index],
+        cases=_with_params(
+            tst.shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE), _advanced_index_params
+        ),
+    ),
+    OpSpec(
+        "cat",
+        lambda *xs, axis: tl.cat(xs, axis=axis),
+        lambda *xs, axis: np.concatenate(xs, axis=axis),
+        3,
+        cases=_cat_cases,
+    ),
+    OpSpec(
+        "stack",
+        lambda *xs, axis: tl.stack(xs, axis=axis),
+        lambda *xs, axis: np.stack(xs, axis=axis),
+        3,
+        cases=_stack_cases,
+    ),
+    OpSpec(
+        "pad",
+        lambda x, widths: x.pad(widths),
+        lambda x, widths: np.pad(x, widths),
+        cases=_with_params(tst.shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE), _pad_params),
+    ),
+    # linear algebra
+    OpSpec(
+        "matmul",
+        Tensor.matmul,
+        np.matmul,
+        2,
+        cases=lambda: tst.matmul_shapes().map(lambda ab: (ab, {})),
+    ),
+    OpSpec(
+        "linear",
+        lambda x, w, b, activation: L.Linear.apply(x, w, b, activation=activation),
+        _linear_ref,
+        3,
+        cases=lambda: _linear_cases(bias=True),
+        valid=_linear_valid,
+    ),
+    OpSpec(
+        "linear_nobias",
+        lambda x, w, activation: L.Linear.apply(x, w, activation=activation),
+        _linear_ref,
+        2,
+        cases=lambda: _linear_cases(bias=False),
+        valid=_linear_valid,
+    ),
+    # nn
+    OpSpec(
+        "softmax",
+        Tensor.softmax,
+        _softmax,
+        cases=_with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), _axis_param),
+    ),
+    OpSpec(
+        "log_softmax",
+        Tensor.log_softmax,
+        _log_softmax,
+        cases=_with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), _axis_param),
+    ),
+    OpSpec(
+        "softmax_cross_entropy",
+        lambda x, labels: N.SoftmaxCrossEntropy.apply(x, labels=labels),
+        _cross_entropy_ref,
+        cases=_cross_entropy_cases,
+    ),
+]
+SPEC_IDS = [spec.name for spec in OP_SPECS]
+
+
+@st.composite
+def op_inputs(draw: st.DrawFn, spec: OpSpec) -> tuple[list[Any], Params]:
+    """float64 arrays (and boolean masks) for every input of `spec`, and the op's params."""
+    shapes, params = draw(spec.case_strategy())
+    assert len(shapes) == spec.n_inputs, f"{spec.name}: cases drew {len(shapes)} shapes"
+    kinds = spec.dtypes or ("float",) * len(shapes)
+    arrays: list[Any] = [None] * len(shapes)
+    floats = [i for i, kind in enumerate(kinds) if kind == "float"]
+    if spec.separated:
+        low, high = spec.domain_of(0)
+        drawn = draw(tst.separated_arrays(*[shapes[i] for i in floats], low=low, high=high))
+        for i, a in zip(floats, drawn):
+            arrays[i] = a
+    for i, (shape, kind) in enumerate(zip(shapes, kinds)):
+        if kind == "bool":
+            arrays[i] = draw(hnp.arrays(np.bool_, shape, elements=st.booleans(), fill=st.nothing()))
+        elif arrays[i] is None:
+            values = tst.arrays(shape, np.float64, *spec.domain_of(i))
+            if spec.kinks:
+                values = values.map(tst.away_from(spec.kinks, spec.margin))
+            arrays[i] = draw(values)
+    if spec.valid is not None:
+        assume(spec.valid(*arrays, **params))
+    return arrays, params
+
+
+def _leaves(arrays: list[Any], dtype: Any) -> list[Tensor]:
+    """Tensors of the drawn arrays, float ones cast to `dtype` and requiring grad."""
+    return [
+        Tensor(a.astype(dtype), requires_grad=True) if a.dtype.kind == "f" else Tensor(a)
+        for a in arrays
+    ]
+
+
+# Two hypothesis tests per spec rather than four: drawing inputs costs as much as checking them,
+# and the ci profile's 100 examples for every op have to fit the CI time budget.
+@pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
+@given(data=st.data())
+def test_op_forward_and_gradcheck(spec: OpSpec, data: st.DataObject) -> None:
+    """float64: forward equals the NumPy reference, and gradcheck passes."""
+    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
+    check_forward(
+        lambda *xs: spec.tensor_fn(*xs, **params),
+        lambda *xs: spec.numpy_fn(*xs, **params),
+        *arrays,
+        atol=1e-12,
+        rtol=1e-9,
+    )
+    assert gradcheck(lambda *xs: spec.tensor_fn(*xs, **params), *arrays, **spec.gradcheck_kw)
+
+
+@pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
+@given(data=st.data())
+def test_op_dtypes_and_grad_shapes(spec: OpSpec, data: st.DataObject) -> None:
+    """float64 and float32 inputs: the output keeps the dtype (NumPy's, and float32 stays
+    float32), float32 values are close to NumPy's, and every gradient has its input's shape and
+    dtype."""
+    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
+    for dtype in (np.float64, np.float32):
+        leaves = _leaves(arrays, dtype)
+        out = spec.tensor_fn(*leaves, **params)
+        expected = np.asarray(spec.numpy_fn(*[t.numpy() for t in leaves], **params))
+        assert out.dtype == expected.dtype, f"{dtype.__name__} inputs: NumPy gives {expected.dtype}"
+        if spec.keeps_dtype:
+            assert out.dtype == dtype
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-5)
+        assert out.requires_grad
+        out.backward(np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype))
+        for leaf in leaves:
+            if leaf.requires_grad:
+                assert leaf.grad is not None, "no gradient reached a float input"
+                assert leaf.grad.shape == leaf.shape
+                assert leaf.grad.dtype == leaf.dtype
