@@ -45,6 +45,8 @@ CPU_KERNELS: dict[str, str] = {
     # conv.py: im2col/col2im around the convolution GEMM, pooling pairs; parallel over N*C planes
     "im2col": "conv:im2col",
     "col2im": "conv:col2im",
+    "conv2d_bias_act_forward": "conv:conv2d_bias_act_forward",
+    "conv2d_bias_act_backward": "conv:conv2d_bias_act_backward",
     "maxpool2d_forward": "conv:maxpool2d_forward",
     "maxpool2d_backward": "conv:maxpool2d_backward",
     "avgpool2d_forward": "conv:avgpool2d_forward",

@@ -2,9 +2,11 @@
 
 Same maths as the references in tinygrad_lab/ops/norm.py. Shapes: R rows (every axis but the
 last, flattened), C channels; w, b (C,); mean, rstd (R,). Row statistics are accumulated in
-float64 whatever the input dtype. Forward is one task per row. Backward computes dx one row at a
-time and the weight/bias gradients into per-chunk partial rows (a fixed number of chunks, summed
-in chunk order), so the result does not depend on the thread count.
+float64 whatever the input dtype, by small reduction functions whose `reassoc` flag lets LLVM
+sum in SIMD lanes (as in softmax.py); rows are indexed in place. Forward is one task per row.
+Backward computes dx one row at a time and the weight/bias gradients into per-chunk float64
+partial rows (a fixed number of chunks, added in chunk order), so the result does not depend on
+the thread count.
 """
 
 from __future__ import annotations
@@ -20,22 +22,45 @@ from tinygrad_lab.kernels._common import PARALLEL_MIN, is_float
 ROW_CHUNKS = 8  # partial dw/db rows: enough to balance a few threads, cheap to add up
 
 
+# --- reductions over row r ----------------------------------------------------------------------
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_sum(x, r):  # x (R, C) -> float64 sum of x[r]
+    s = 0.0
+    for j in range(x.shape[1]):
+        s += x[r, j]
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_centred_squares(x, r, m):  # x (R, C) -> float64 sum of (x[r] - m)**2
+    s = 0.0
+    for j in range(x.shape[1]):
+        d = x[r, j] - m
+        s += d * d
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_grad_sums(g, x, w, r, m, rs):  # -> (sum dxhat, sum dxhat * xhat), dxhat = g * w
+    a = 0.0
+    k = 0.0
+    for j in range(x.shape[1]):
+        dxhat = np.float64(g[r, j]) * w[j]
+        a += dxhat
+        k += dxhat * ((x[r, j] - m) * rs)
+    return a, k
+
+
 # --- layer norm ---------------------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _layer_norm_row(x, w, b, eps, y):  # x (C,), w (C,), b (C,) -> y (C,); returns (mean, rstd)
-    c = x.size
-    s = 0.0
+def _layer_norm_row(x, w, b, eps, y, mean, rstd, r):  # x (R, C) -> y (R, C), mean, rstd (R,)
+    c = x.shape[1]
+    m = _row_sum(x, r) / c
+    rs = 1.0 / math.sqrt(_row_centred_squares(x, r, m) / c + eps)
     for j in range(c):
-        s += x[j]
-    m = s / c
-    v = 0.0
-    for j in range(c):
-        d = x[j] - m
-        v += d * d
-    rs = 1.0 / math.sqrt(v / c + eps)
-    for j in range(c):
-        y[j] = (x[j] - m) * rs * w[j] + b[j]
-    return m, rs
+        y[r, j] = (x[r, j] - m) * rs * w[j] + b[j]
+    mean[r] = m
+    rstd[r] = rs
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -43,39 +68,32 @@ def _layer_norm_forward(x, w, b, eps, y, mean, rstd):  # x (R, C) -> y (R, C), m
     rows = x.shape[0]
     if x.size < PARALLEL_MIN or rows == 1:
         for r in range(rows):
-            mean[r], rstd[r] = _layer_norm_row(x[r], w, b, eps, y[r])
+            _layer_norm_row(x, w, b, eps, y, mean, rstd, r)
     else:
         for r in prange(rows):
-            mean[r], rstd[r] = _layer_norm_row(x[r], w, b, eps, y[r])
+            _layer_norm_row(x, w, b, eps, y, mean, rstd, r)
 
 
 @njit(cache=True, error_model="numpy")
 def _layer_norm_backward_rows(g, x, w, mean, rstd, lo, hi, dx, dw, db):
-    # rows lo..hi: dx rows written, dw/db (C,) float64 partials accumulated from zero
+    # rows lo..hi: dx rows written; dw, db (C,) float64 partials summed from zero
     c = x.shape[1]
     for j in range(c):
         dw[j] = 0.0
         db[j] = 0.0
     for r in range(lo, hi):
-        m, rs = mean[r], rstd[r]
-        s_dxhat = 0.0
-        s_dxhat_xhat = 0.0
+        m, rs = np.float64(mean[r]), np.float64(rstd[r])
+        a, k = _row_grad_sums(g, x, w, r, m, rs)
+        a, k = a / c, k / c
         for j in range(c):
             xhat = (x[r, j] - m) * rs
-            dxhat = g[r, j] * w[j]
-            s_dxhat += dxhat
-            s_dxhat_xhat += dxhat * xhat
             dw[j] += g[r, j] * xhat
             db[j] += g[r, j]
-        a = s_dxhat / c
-        k = s_dxhat_xhat / c
-        for j in range(c):
-            xhat = (x[r, j] - m) * rs
             dx[r, j] = rs * (g[r, j] * w[j] - a - xhat * k)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _layer_norm_backward(g, x, w, mean, rstd, dx):  # (R, C) each -> dx (R, C), returns dw, db
+def _layer_norm_backward(g, x, w, mean, rstd, dx, dw, db):  # (R, C) each -> dx; dw, db (C,)
     rows, c = x.shape
     chunks = max(1, min(ROW_CHUNKS, rows))
     step = (rows + chunks - 1) // chunks
@@ -89,8 +107,6 @@ def _layer_norm_backward(g, x, w, mean, rstd, dx):  # (R, C) each -> dx (R, C), 
         for k in prange(chunks):
             _layer_norm_backward_rows(g, x, w, mean, rstd, min(rows, k * step),
                                       min(rows, (k + 1) * step), dx, dw_part[k], db_part[k])
-    dw = np.empty(c, x.dtype)
-    db = np.empty(c, x.dtype)
     for j in range(c):
         sw = 0.0
         sb = 0.0
@@ -99,20 +115,18 @@ def _layer_norm_backward(g, x, w, mean, rstd, dx):  # (R, C) each -> dx (R, C), 
             sb += db_part[k, j]
         dw[j] = sw
         db[j] = sb
-    return dw, db
 
 
 def _fits(x: Any, *others: Any) -> bool:
     """True when a kernel can take this call: float arrays of one dtype, rows not empty."""
     dt = x.dtype
-    return (is_float(dt) and x.ndim >= 1 and x.size > 0
-            and all(o.dtype is dt for o in others))
+    return is_float(dt) and x.ndim >= 1 and x.size > 0 and all(o.dtype is dt for o in others)
 
 
 def layer_norm_forward(x: Any, w: Any, b: Any, eps: float) -> tuple[Any, Any, Any]:
     """(y, mean, rstd): y = (x - mean) * rstd * w + b over the last axis; x (..., C), w, b (C,)
     -> y (..., C), mean and rstd (...)."""
-    if not _fits(x, w, b):
+    if not (_fits(x, w, b) and w.shape == b.shape == x.shape[-1:]):
         from tinygrad_lab.ops import norm
 
         return norm.layer_norm_forward(x, w, b, eps)
@@ -133,22 +147,37 @@ def layer_norm_backward(g: Any, x: Any, w: Any, mean: Any, rstd: Any) -> tuple[A
         return norm.layer_norm_backward(g, x, w, mean, rstd)
     c = x.shape[-1]
     dx = np.empty(x.shape, x.dtype)
-    dw, db = _layer_norm_backward(g.reshape(-1, c), x.reshape(-1, c), w,  # (R, C)
-                                  mean.reshape(-1), rstd.reshape(-1), dx.reshape(-1, c))
+    dw, db = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _layer_norm_backward(g.reshape(-1, c), x.reshape(-1, c), w, mean.reshape(-1),  # (R, C)
+                         rstd.reshape(-1), dx.reshape(-1, c), dw, db)
     return dx, dw, db
 
 
 # --- rms norm -----------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def _rms_norm_row(x, w, eps, y):  # x (C,), w (C,) -> y (C,); returns rstd
-    c = x.size
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_squares(x, r):  # x (R, C) -> float64 sum of x[r]**2
     s = 0.0
+    for j in range(x.shape[1]):
+        v = np.float64(x[r, j])
+        s += v * v
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_dxhat_xhat(g, x, w, r, rs):  # -> sum over j of g * w * x * rs
+    k = 0.0
+    for j in range(x.shape[1]):
+        k += np.float64(g[r, j]) * w[j] * (x[r, j] * rs)
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def _rms_norm_row(x, w, eps, y, rstd, r):  # x (R, C) -> y (R, C), rstd (R,)
+    c = x.shape[1]
+    rs = 1.0 / math.sqrt(_row_squares(x, r) / c + eps)
     for j in range(c):
-        s += x[j] * x[j]
-    rs = 1.0 / math.sqrt(s / c + eps)
-    for j in range(c):
-        y[j] = x[j] * rs * w[j]
-    return rs
+        y[r, j] = x[r, j] * rs * w[j]
+    rstd[r] = rs
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -156,10 +185,10 @@ def _rms_norm_forward(x, w, eps, y, rstd):  # x (R, C) -> y (R, C), rstd (R,)
     rows = x.shape[0]
     if x.size < PARALLEL_MIN or rows == 1:
         for r in range(rows):
-            rstd[r] = _rms_norm_row(x[r], w, eps, y[r])
+            _rms_norm_row(x, w, eps, y, rstd, r)
     else:
         for r in prange(rows):
-            rstd[r] = _rms_norm_row(x[r], w, eps, y[r])
+            _rms_norm_row(x, w, eps, y, rstd, r)
 
 
 @njit(cache=True, error_model="numpy")
@@ -168,19 +197,16 @@ def _rms_norm_backward_rows(g, x, w, rstd, lo, hi, dx, dw):
     for j in range(c):
         dw[j] = 0.0
     for r in range(lo, hi):
-        rs = rstd[r]
-        s_dxhat_xhat = 0.0
+        rs = np.float64(rstd[r])
+        k = _row_dxhat_xhat(g, x, w, r, rs) / c
         for j in range(c):
             xhat = x[r, j] * rs
-            s_dxhat_xhat += g[r, j] * w[j] * xhat
             dw[j] += g[r, j] * xhat
-        k = s_dxhat_xhat / c
-        for j in range(c):
-            dx[r, j] = rs * (g[r, j] * w[j] - x[r, j] * rs * k)
+            dx[r, j] = rs * (g[r, j] * w[j] - xhat * k)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _rms_norm_backward(g, x, w, rstd, dx):  # (R, C) each -> dx (R, C), returns dw
+def _rms_norm_backward(g, x, w, rstd, dx, dw):  # (R, C) each -> dx (R, C); dw (C,)
     rows, c = x.shape
     chunks = max(1, min(ROW_CHUNKS, rows))
     step = (rows + chunks - 1) // chunks
@@ -193,19 +219,17 @@ def _rms_norm_backward(g, x, w, rstd, dx):  # (R, C) each -> dx (R, C), returns 
         for k in prange(chunks):
             _rms_norm_backward_rows(g, x, w, rstd, min(rows, k * step),
                                     min(rows, (k + 1) * step), dx, dw_part[k])
-    dw = np.empty(c, x.dtype)
     for j in range(c):
         sw = 0.0
         for k in range(chunks):
             sw += dw_part[k, j]
         dw[j] = sw
-    return dw
 
 
 def rms_norm_forward(x: Any, w: Any, eps: float) -> tuple[Any, Any]:
     """(y, rstd): y = x * rstd * w, rstd = 1 / sqrt(mean(x**2) + eps); x (..., C) -> y (..., C),
     rstd (...)."""
-    if not _fits(x, w):
+    if not (_fits(x, w) and w.shape == x.shape[-1:]):
         from tinygrad_lab.ops import norm
 
         return norm.rms_norm_forward(x, w, eps)
@@ -224,6 +248,21 @@ def rms_norm_backward(g: Any, x: Any, w: Any, rstd: Any) -> tuple[Any, Any]:
         return norm.rms_norm_backward(g, x, w, rstd)
     c = x.shape[-1]
     dx = np.empty(x.shape, x.dtype)
-    dw = _rms_norm_backward(g.reshape(-1, c), x.reshape(-1, c), w, rstd.reshape(-1),  # (R, C)
-                            dx.reshape(-1, c))
+    dw = np.empty(c, x.dtype)
+    _rms_norm_backward(g.reshape(-1, c), x.reshape(-1, c), w, rstd.reshape(-1),  # (R, C)
+                       dx.reshape(-1, c), dw)
     return dx, dw
+
+
+def _example(dtype: Any, *shapes: tuple[int, ...]) -> list[Any]:
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+EXAMPLES = {  # small inputs for `tinygrad-lab kernels --warm`: x (R, C) = (4, 8)
+    "layer_norm_forward": lambda dt: (*_example(dt, (4, 8), (8,), (8,)), 1e-5),
+    "layer_norm_backward": lambda dt: (*_example(dt, (4, 8), (4, 8), (8,), (4,)),
+                                       np.ones(4, dt)),
+    "rms_norm_forward": lambda dt: (*_example(dt, (4, 8), (8,)), 1e-6),
+    "rms_norm_backward": lambda dt: (*_example(dt, (4, 8), (4, 8), (8,)), np.ones(4, dt)),
+}

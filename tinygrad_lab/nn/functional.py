@@ -125,3 +125,26 @@ def l2_penalty(parameters: list[Tensor], scale: float) -> Tensor:
     for p in parameters[1:]:
         total = total + (p * p).sum()
     return total * scale
+
+
+# Transformer family: normalisation and attention (defined next to their layers; imported last,
+# because those modules import this one)
+from tinygrad_lab.nn.attention import (  # noqa: E402, F401
+    apply_rotary,
+    masked_softmax,
+    scaled_dot_product_attention,
+)
+from tinygrad_lab.nn.norm import layer_norm, rms_norm  # noqa: E402, F401
+
+# CNN family: convolution, pooling, batch norm, dropout (defined next to their layers)
+# isort: split
+from tinygrad_lab.nn.conv import (  # noqa: E402, F401
+    avg_pool2d,
+    batch_norm,
+    conv2d,
+    dropout,
+    max_pool2d,
+)
+
+# Sequence family: embedding lookup (defined next to its layer)
+from tinygrad_lab.nn.embedding import embedding  # noqa: E402, F401

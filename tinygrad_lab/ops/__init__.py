@@ -5,6 +5,15 @@ tinygrad_lab/backends/base.py), so kernels always have a reference to fall back 
 checked against.
 """
 
-from tinygrad_lab.ops import elementwise, linalg, movement, nn, reduce
+from tinygrad_lab.ops import attention, elementwise, linalg, movement, nn, norm, reduce
 
 __all__ = ["elementwise", "linalg", "movement", "nn", "reduce"]
+__all__ += ["attention", "norm"]
+
+from tinygrad_lab.ops import conv  # noqa: E402
+
+__all__ += ["conv"]
+
+from tinygrad_lab.ops import embedding, split  # noqa: E402
+
+__all__ += ["embedding", "split"]

@@ -7,6 +7,9 @@ from types import ModuleType
 
 RECIPES: dict[str, str] = {
     "mnist-mlp": "mnist_mlp",
+    "mnist-cnn": "mnist_cnn",
+    "shakespeare-gpt": "shakespeare_gpt",
+    "shakespeare-lstm": "shakespeare_lstm",
 }
 
 

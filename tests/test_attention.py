@@ -1,0 +1,485 @@
+"""Attention: the masked softmax op, scaled dot-product attention, rotary embedding, multi-head
+attention and the Transformer block.
+
+Forward against direct NumPy formulas, float64 gradcheck on hypothesis shapes (causal and boolean
+masks, fully masked rows), kernels against references (float32/float64, size 1, broadcast masks,
+non-contiguous), against torch (scaled_dot_product_attention, nn.MultiheadAttention), a tiny GPT
+that overfits a string, and `tinygrad-lab sample` on a checkpoint the GPT recipe wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_lab as tl
+from tinygrad_lab import Tensor, nn, optim
+from tinygrad_lab.backends import REFERENCES, get_backend
+from tinygrad_lab.nn import functional as F
+from tinygrad_lab.recipes import shakespeare_gpt as G
+from tinygrad_lab.testing import check_forward, gradcheck
+from tinygrad_lab.testing import strategies as tst
+
+PATHS = pytest.mark.parametrize("path", ["reference", "kernels"])
+MODULE_EXAMPLES = settings(max_examples=15)  # each example is a few hundred forward passes
+
+
+@contextlib.contextmanager
+def engine(path: str) -> Iterator[None]:
+    with tl.reference() if path == "reference" else tl.use_kernels():
+        yield
+
+
+# --- direct NumPy formulas, one row at a time (a different form from the references) ------------
+def np_masked_softmax(s: np.ndarray, scale: float, causal: bool, mask: Any) -> np.ndarray:
+    t, n = s.shape[-2:]
+    keep = np.ones(s.shape, bool)
+    if mask is not None:
+        keep &= np.broadcast_to(mask, s.shape)
+    out = np.zeros_like(s)
+    for idx in np.ndindex(*s.shape[:-1]):
+        i = idx[-1]
+        cols = [j for j in range(n) if keep[idx][j] and (not causal or j <= i + n - t)]
+        if cols:
+            z = np.exp(scale * s[idx][cols])
+            out[idx][cols] = z / z.sum()
+    return out
+
+
+def np_attention(q, k, v, mask=None, causal=False):
+    weights = np_masked_softmax(q @ np.swapaxes(k, -1, -2), 1 / np.sqrt(q.shape[-1]), causal, mask)
+    return weights @ v
+
+
+def np_rotary(x: np.ndarray, positions: np.ndarray, base: float = 10000.0) -> np.ndarray:
+    """Pairs as complex numbers x[2i] + i x[2i+1], multiplied by exp(i p theta_i)."""
+    d = x.shape[-1]
+    theta = base ** (-np.arange(0, d, 2) / d)
+    z = (x[..., 0::2] + 1j * x[..., 1::2]) * np.exp(1j * positions[:, None] * theta)
+    out = np.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = z.real, z.imag
+    return out
+
+
+# --- strategies ----------------------------------------------------------------------------------
+@st.composite
+def attention_case(draw: st.DrawFn, max_side: int = 4) -> dict[str, Any]:
+    """Shapes (B, H, T, S, D), causal or not, and a boolean mask of some broadcast form (or none),
+    sometimes with a fully masked query row."""
+    b, h = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    t, s, d = (draw(st.integers(1, max_side)) for _ in range(3))
+    causal = draw(st.booleans())
+    form = draw(st.sampled_from(["none", "(T, S)", "(B, 1, T, S)", "(B, 1, 1, S)", "(H, T, S)"]))
+    mask_shape = {"none": None, "(T, S)": (t, s), "(B, 1, T, S)": (b, 1, t, s),
+                  "(B, 1, 1, S)": (b, 1, 1, s), "(H, T, S)": (h, t, s)}[form]
+    mask = None
+    if mask_shape is not None:
+        mask = draw(hnp.arrays(np.bool_, mask_shape))
+        if mask.shape[-2] == t and draw(st.booleans()):
+            mask[..., draw(st.integers(0, t - 1)), :] = False  # a row with nothing to attend to
+    return {"shape": (b, h, t, s, d), "causal": causal, "mask": mask}
+
+
+# --- masked softmax -------------------------------------------------------------------------------
+@PATHS
+@given(case=attention_case(), data=st.data())
+def test_masked_softmax_forward_matches_numpy(case, data, path):
+    b, h, t, s, _ = case["shape"]
+    scores = data.draw(tst.arrays((b, h, t, s)))
+    scale, causal, mask = 0.7, case["causal"], case["mask"]
+    with engine(path):
+        check_forward(lambda x: F.masked_softmax(x, scale, causal, mask),
+                      lambda x: np_masked_softmax(x, scale, causal, mask), scores, atol=1e-12)
+
+
+@PATHS
+@given(case=attention_case(), data=st.data())
+def test_masked_softmax_gradcheck(case, data, path):
+    b, h, t, s, _ = case["shape"]
+    scores = data.draw(tst.arrays((b, h, t, s)))
+    with engine(path):
+        assert gradcheck(lambda x: F.masked_softmax(x, 0.7, case["causal"], case["mask"]), scores)
+
+
+@PATHS
+def test_masked_softmax_fully_masked_rows_are_zero_not_nan(path):
+    scores = Tensor(np.random.default_rng(0).standard_normal((1, 2, 3, 3)), requires_grad=True)
+    mask = np.array([[True, True, True], [False, False, False], [True, False, True]])
+    with engine(path):
+        y = F.masked_softmax(scores, 1.0, causal=False, mask=mask)
+        (y * Tensor(np.arange(18.0).reshape(1, 2, 3, 3))).sum().backward()
+    out = y.numpy()
+    assert np.isfinite(out).all() and np.isfinite(scores.grad.numpy()).all()
+    np.testing.assert_array_equal(out[:, :, 1], 0)
+    np.testing.assert_array_equal(scores.grad.numpy()[:, :, 1], 0)
+    np.testing.assert_allclose(out[:, :, [0, 2]].sum(-1), 1)
+    # causal with more queries than keys: the first T - S queries see nothing
+    with engine(path):
+        y = F.masked_softmax(Tensor(np.ones((4, 2))), causal=True).numpy()
+    np.testing.assert_allclose(y, [[0, 0], [0, 0], [1, 0], [0.5, 0.5]])
+
+
+def test_masked_softmax_rejects_bad_masks():
+    scores = Tensor(np.zeros((1, 1, 2, 3)))
+    with pytest.raises(TypeError, match="boolean"):
+        F.masked_softmax(scores, mask=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        F.masked_softmax(scores, mask=np.ones((2, 2), bool))
+
+
+# --- kernels against references ------------------------------------------------------------------
+KERNEL_CASES = [  # (scores shape, mask shape or None, causal)
+    ((1, 1, 1, 1), None, False),
+    ((1, 1, 1, 1), (1, 1), True),
+    ((2, 3, 5, 5), None, True),
+    ((2, 3, 4, 7), (2, 1, 4, 7), True),
+    ((2, 3, 6, 4), (3, 6, 4), True),
+    ((3, 5), (5,), False),
+    ((2, 4, 64, 64), (2, 1, 1, 64), True),
+    ((16, 4, 64, 64), None, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, mask_shape, causal", KERNEL_CASES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_masked_softmax_kernels_match_references(dtype, shape, mask_shape, causal, contiguous):
+    backend = get_backend("cpu")
+    with tl.use_kernels():
+        forward = backend.resolve("masked_softmax_forward")
+        backward = backend.resolve("masked_softmax_backward")
+        assert backend.is_kernel("masked_softmax_forward")
+        assert backend.is_kernel("masked_softmax_backward")
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    scores = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    mask = None if mask_shape is None else rng.random(mask_shape) > 0.3
+    if mask is not None and mask.ndim >= 2:
+        mask[..., 0, :] = False
+    if not contiguous:  # the same values through a transposed copy's view
+        scores = np.swapaxes(np.ascontiguousarray(np.swapaxes(scores, -1, -2)), -1, -2)
+        g = np.swapaxes(np.ascontiguousarray(np.swapaxes(g, -1, -2)), -1, -2)
+        if mask is not None:
+            mask = np.asfortranarray(mask)
+    want = REFERENCES["masked_softmax_forward"](scores, 0.3, causal, mask)
+    got = forward(scores, 0.3, causal, mask)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, **tol)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(backward(g, got, 0.3),
+                               REFERENCES["masked_softmax_backward"](g, want, 0.3), **tol)
+
+
+# --- scaled dot-product attention ----------------------------------------------------------------
+def _qkv(data: st.DataObject, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    b, h, t, s, d = shape
+    return (data.draw(tst.arrays((b, h, t, d))), data.draw(tst.arrays((b, h, s, d))),
+            data.draw(tst.arrays((b, h, s, d))))
+
+
+@given(case=attention_case(), data=st.data())
+def test_sdpa_forward_matches_numpy(case, data):
+    q, k, v = _qkv(data, case["shape"])
+    check_forward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, case["mask"],
+                                                                 case["causal"]),
+                  lambda q, k, v: np_attention(q, k, v, case["mask"], case["causal"]),
+                  q, k, v, atol=1e-12)
+
+
+@PATHS
+@given(case=attention_case(max_side=3), data=st.data())
+def test_sdpa_gradcheck(case, data, path):
+    q, k, v = _qkv(data, case["shape"])
+    with engine(path):
+        assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
+            q, k, v, case["mask"], case["causal"]), q, k, v)
+
+
+@pytest.mark.parametrize("causal, mask_shape", [(False, None), (True, None), (False, (2, 1, 5, 5)),
+                                                (True, (5, 5)), (False, (2, 1, 1, 5))])
+def test_sdpa_matches_torch(causal, mask_shape):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
+    mask = None if mask_shape is None else rng.random(mask_shape) > 0.3
+    if mask is not None:
+        mask[..., 0] = True  # torch gives NaN for rows with nothing to attend to
+    seed = rng.standard_normal((2, 3, 5, 4))
+    ours = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*ours, mask=mask, causal=causal)
+    out.backward(seed)
+    theirs = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        *theirs, attn_mask=None if mask is None else torch.from_numpy(mask), is_causal=causal)
+    ref.backward(torch.from_numpy(seed))
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --- rotary embedding -----------------------------------------------------------------------------
+@st.composite
+def rotary_case(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    lead = draw(tst.shapes(max_dims=2, max_side=2))
+    t, half = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    x = draw(tst.arrays((*lead, t, 2 * half)))
+    positions = draw(hnp.arrays(np.int64, (t,), elements=st.integers(0, 50)))
+    return x, positions
+
+
+@given(case=rotary_case())
+def test_rotary_forward_matches_complex_rotation(case):
+    x, positions = case
+    check_forward(lambda x: F.apply_rotary(x, positions), lambda x: np_rotary(x, positions), x,
+                  atol=1e-12)
+
+
+@given(case=rotary_case())
+def test_rotary_gradcheck(case):
+    x, positions = case
+    assert gradcheck(lambda x: F.apply_rotary(x, positions), x)
+
+
+def test_rotary_scores_depend_on_relative_position_only():
+    rng = np.random.default_rng(0)
+    q, k = rng.standard_normal((2, 1, 8))
+    rope = nn.RotaryEmbedding(8)
+
+    def score(p: int, s: int) -> float:
+        qr = rope(Tensor(q), positions=[p]).numpy()
+        kr = rope(Tensor(k), positions=[s]).numpy()
+        return float((qr * kr).sum())
+
+    assert score(3, 1) == pytest.approx(score(10, 8), rel=1e-5)
+    assert score(0, 0) == pytest.approx(float((q * k).sum()), rel=1e-5)
+    with pytest.raises(ValueError, match="even"):
+        nn.RotaryEmbedding(7)
+
+
+# --- positional encodings -------------------------------------------------------------------------
+def test_sinusoidal_encoding_values():
+    pe = nn.SinusoidalPositionalEncoding(6, max_len=10, dtype=np.float64)
+    out = pe(Tensor(np.zeros((1, 4, 6)))).numpy()[0]
+    p, i = np.arange(4)[:, None], np.arange(3)[None, :]
+    np.testing.assert_allclose(out[:, 0::2], np.sin(p / 10000 ** (2 * i / 6)))
+    np.testing.assert_allclose(out[:, 1::2], np.cos(p / 10000 ** (2 * i / 6)))
+    assert pe.parameters() == [] and pe.state_dict() == {}
+    with pytest.raises(ValueError, match="max_len"):
+        pe(Tensor(np.zeros((1, 11, 6))))
+
+
+def test_learned_positional_embedding_trains_the_used_rows():
+    wpe = nn.LearnedPositionalEmbedding(8, 4)
+    x = Tensor(np.ones((2, 3, 4), np.float32), requires_grad=True)
+    wpe(x, offset=2).sum().backward()
+    grad = wpe.weight.grad.numpy()
+    np.testing.assert_array_equal(grad[2:5], 2.0)  # two batch rows each
+    np.testing.assert_array_equal(grad[[0, 1, 5, 6, 7]], 0.0)
+
+
+# --- multi-head attention and the Transformer block -----------------------------------------------
+def with_parameters(module: nn.Module, x: np.ndarray, **kw: Any) -> tuple[Callable, list]:
+    """fn(x, *params) running `module` with the given tensors in place of its parameters, and
+    the parameters' float64 values, for gradcheck over inputs and weights together."""
+    names = [name for name, _ in module.named_parameters()]
+    values = [p.numpy().astype(np.float64) for _, p in module.named_parameters()]
+
+    def fn(x: Tensor, *params: Tensor) -> Tensor:
+        for name, p in zip(names, params):
+            owner = module
+            *path, leaf = name.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            setattr(owner, leaf, p)
+        return module(x, **kw)
+
+    return fn, [x, *values]
+
+
+@st.composite
+def mha_case(draw: st.DrawFn) -> dict[str, Any]:
+    heads = draw(st.integers(1, 2))
+    d_model = heads * draw(st.sampled_from([2, 4]))
+    b, t = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    mask = draw(st.none() | hnp.arrays(np.bool_, (b, 1, 1, t)))
+    return {"heads": heads, "d_model": d_model, "x": draw(tst.arrays((b, t, d_model))),
+            "causal": draw(st.booleans()), "mask": mask, "rope": draw(st.booleans())}
+
+
+@MODULE_EXAMPLES
+@given(case=mha_case())
+def test_multi_head_attention_gradcheck(case):
+    tl.manual_seed(0)
+    mha = nn.MultiHeadAttention(case["d_model"], case["heads"], causal=case["causal"],
+                                rope=case["rope"], dtype=np.float64)  # head sizes are even
+    for p in mha.parameters():  # non-zero biases, so their gradients mean something
+        p.data[...] = np.random.default_rng(1).uniform(-1, 1, p.shape)
+    fn, inputs = with_parameters(mha, case["x"], mask=case["mask"])
+    assert gradcheck(fn, *inputs)
+
+
+@MODULE_EXAMPLES
+@given(x=st.integers(1, 2).flatmap(lambda b: tst.arrays((b, 3, 4))), causal=st.booleans())
+def test_transformer_block_gradcheck(x, causal):
+    tl.manual_seed(0)
+    block = nn.TransformerBlock(4, 2, 8, causal=causal, dtype=np.float64)
+    rng = np.random.default_rng(2)
+    for p in block.parameters():
+        p.data[...] += rng.uniform(-0.3, 0.3, p.shape)
+    fn, inputs = with_parameters(block, x)
+    assert gradcheck(fn, *inputs)
+
+
+def _copy_into_torch(ours: nn.MultiHeadAttention, theirs: Any) -> None:
+    """Ours keeps weights (in, out); torch keeps (out, in): copy transposed."""
+    import torch
+
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.from_numpy(ours.qkv.weight.numpy().T))
+        theirs.in_proj_bias.copy_(torch.from_numpy(ours.qkv.bias.numpy()))
+        theirs.out_proj.weight.copy_(torch.from_numpy(ours.proj.weight.numpy().T))
+        theirs.out_proj.bias.copy_(torch.from_numpy(ours.proj.bias.numpy()))
+
+
+@pytest.mark.parametrize("mode", ["plain", "causal", "key_padding"])
+@PATHS
+def test_multi_head_attention_matches_torch(mode, path):
+    torch = pytest.importorskip("torch")
+    b, t, e, h = 2, 5, 8, 2
+    rng = np.random.default_rng(0)
+    ours = nn.MultiHeadAttention(e, h, dtype=np.float64)
+    for p in ours.parameters():
+        p.data[...] = rng.uniform(-0.5, 0.5, p.shape)
+    theirs = torch.nn.MultiheadAttention(e, h, batch_first=True, dtype=torch.float64)
+    _copy_into_torch(ours, theirs)
+    x = rng.standard_normal((b, t, e))
+    seed = rng.standard_normal((b, t, e))
+    kw: dict[str, Any] = {}
+    our_mask = None
+    if mode == "causal":  # torch's boolean masks mark what is hidden, ours what is kept
+        kw["attn_mask"] = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+    if mode == "key_padding":
+        keep = np.ones((b, t), bool)
+        keep[1, 3:] = False
+        kw["key_padding_mask"] = torch.from_numpy(~keep)
+        our_mask = keep[:, None, None, :]  # (B, 1, 1, S)
+    xt = Tensor(x, requires_grad=True)
+    with engine(path):
+        out = ours(xt, mask=our_mask, causal=mode == "causal")
+        out.backward(seed)
+    xr = torch.tensor(x, requires_grad=True)
+    ref, _ = theirs(xr, xr, xr, need_weights=False, **kw)
+    ref.backward(torch.from_numpy(seed))
+    close = {"rtol": 1e-9, "atol": 1e-11}
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), **close)
+    np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), **close)
+    np.testing.assert_allclose(ours.qkv.weight.grad.numpy(), theirs.in_proj_weight.grad.numpy().T,
+                               **close)
+    np.testing.assert_allclose(ours.qkv.bias.grad.numpy(), theirs.in_proj_bias.grad.numpy(),
+                               **close)
+    np.testing.assert_allclose(ours.proj.weight.grad.numpy(),
+                               theirs.out_proj.weight.grad.numpy().T, **close)
+    np.testing.assert_allclose(ours.proj.bias.grad.numpy(), theirs.out_proj.bias.grad.numpy(),
+                               **close)
+
+
+def test_multi_head_attention_shapes_and_errors():
+    mha = nn.MultiHeadAttention(8, 2)
+    assert mha(Tensor(np.zeros((3, 4, 8), np.float32))).shape == (3, 4, 8)
+    assert sorted(mha.state_dict()) == ["proj.bias", "proj.weight", "qkv.bias", "qkv.weight"]
+    assert mha.qkv.weight.shape == (8, 24)
+    with pytest.raises(ValueError, match="divisible"):
+        nn.MultiHeadAttention(6, 4)
+    with pytest.raises(ValueError, match=r"\(B, T, 8\)"):
+        mha(Tensor(np.zeros((4, 8), np.float32)))
+
+
+def test_transformer_block_is_causal():
+    """Changing a later position must not change any earlier output."""
+    tl.manual_seed(0)
+    block = nn.TransformerBlock(8, 2, 16, causal=True)
+    x = np.random.default_rng(0).standard_normal((1, 6, 8)).astype(np.float32)
+    y1 = block(Tensor(x)).numpy()
+    x[0, 4:] += 1.0
+    y2 = block(Tensor(x)).numpy()
+    np.testing.assert_allclose(y1[0, :4], y2[0, :4], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(y1[0, 4:], y2[0, 4:])
+
+
+def test_transformer_block_dropout_only_in_training():
+    tl.manual_seed(0)
+    block = nn.TransformerBlock(8, 2, 16, dropout=0.5)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32))
+    block.eval()
+    np.testing.assert_array_equal(block(x).numpy(), block(x).numpy())
+    block.train()
+    assert not np.allclose(block(x).numpy(), block(x).numpy())
+
+
+# --- end to end -----------------------------------------------------------------------------------
+def test_tiny_gpt_overfits_a_string():
+    text = "to be, or not to be, that is the question: "
+    vocab = tl.datasets.CharVocab(text)
+    ids = vocab.encode(text * 3)
+    tl.manual_seed(0)
+    model = G.GPT(G.GPTConfig(vocab_size=vocab.size, block_size=16, d_model=32, num_heads=2,
+                              num_layers=2, d_ff=64))
+    starts = np.arange(0, 32, 4)
+    x = ids[starts[:, None] + np.arange(16)]  # (B, T)
+    y = ids[starts[:, None] + np.arange(1, 17)]
+    opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(100):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+    # the window at offset 0, continued from its first 9 characters
+    out = vocab.decode(G.generate(model, vocab.encode("to be, or"), 7, temperature=0.01,
+                                  rng=np.random.default_rng(0)))
+    assert out == "to be, or not to"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("gpt") / "gpt.npz"
+    parser = argparse.ArgumentParser()
+    G.add_arguments(parser)
+    args = parser.parse_args(["--steps", "3", "--eval-every", "3", "--eval-batches", "1",
+                              "--d-model", "16", "--heads", "2", "--layers", "1", "--context",
+                              "16", "--save", str(path)])
+    result = G.run(args)
+    assert np.isfinite(result["val_loss"])
+    return str(path)
+
+
+def test_sample_command_prints_prompt_and_continuation(checkpoint):
+    proc = subprocess.run([sys.executable, "-m", "tinygrad_lab", "sample", checkpoint,
+                           "--length", "40", "--prompt", "ROMEO:", "--top-k", "5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout[:-1]  # print's newline
+    assert len(text) == len("ROMEO:") + 40 and text.startswith("ROMEO:")
+    _, meta = tl.serialization.load_checkpoint(checkpoint)
+    assert set(text) <= set(meta["vocab"]) and len(meta["vocab"]) == 65
+    assert meta["config"]["block_size"] == 16 and meta["recipe"] == "shakespeare-gpt"
+
+
+def test_sample_is_seeded_and_crops_to_the_block_size(checkpoint):
+    state, meta = tl.serialization.load_checkpoint(checkpoint)
+    args = argparse.Namespace(length=50, prompt="\n", temperature=1.0, top_k=0, seed=3)
+    first = G.sample(state, meta, args)  # 51 characters through a 16-character context
+    assert len(first) == 51 and first == G.sample(state, meta, args)
+    args.seed = 4
+    assert G.sample(state, meta, args) != first

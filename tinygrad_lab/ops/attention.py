@@ -1,0 +1,167 @@
+"""Attention's own ops: the scaled, masked softmax over attention scores, multi-head attention on
+packed q/k/v projections (one node for all heads), and rotary embedding.
+
+Shapes: B batch, H heads, T query positions, S key positions, D head size.
+Scores are (B, H, T, S). `causal` hides key j from query i when j > i + (S - T): the queries are
+the last T of the S positions (so T == S is the usual lower triangle, and T < S is what a decoder
+with cached keys sees). `mask` is boolean, broadcastable to (B, H, T, S), True = keep. A row with
+no key left (fully masked) gives zeros, not NaN, and passes no gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.function import Ctx, Function
+
+
+class MaskedSoftmax(Function):
+    """y = softmax over S of (scale * scores), hidden entries excluded (y = 0 there).
+
+    dx = scale * y * (g - sum(g * y)); only y is saved (hidden entries have y = 0, so they get
+    no gradient without looking at the mask again).
+    """
+
+    scale: float
+    causal: bool
+    mask: Array | None
+
+    def forward(self, ctx: Ctx, scores: Array) -> Array:
+        y = ctx.call("masked_softmax_forward", scores, self.scale, self.causal, self.mask)
+        ctx.save(y)
+        return y
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        (y,) = ctx.saved
+        return (ctx.call("masked_softmax_backward", g, y, self.scale),)
+
+
+class QKVAttention(Function):
+    """Multi-head attention on packed projections, heads split and merged inside the node:
+    qkv (B, T, 3C) -> y (B, T, C), C = H * D.
+
+    q, k, v are views of qkv (column blocks [q | k | v], each H heads of D columns), so no
+    split, transpose or scatter nodes run around the attention. With rotary tables cos, sin
+    (T, D), q and k are rotated first. Per head, with P = masked_softmax(q k^T / sqrt(D)):
+    y = P v;  dv = P^T gy;  dP = gy v^T;  dS = softmax backward of dP;  dq = dS k;  dk = dS^T q,
+    written straight into one dqkv (B, T, 3C). Saved: q, k (views, or rotated copies), v, P.
+    """
+
+    num_heads: int
+    causal: bool
+    mask: Array | None
+    cos: Array | None
+    sin: Array | None
+
+    def forward(self, ctx: Ctx, qkv: Array) -> Array:
+        b, t, c3 = qkv.shape
+        h = self.num_heads
+        d = c3 // (3 * h)
+        heads = qkv.reshape(b, t, 3, h, d).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view
+        q, k, v = heads[0], heads[1], heads[2]  # (B, H, T, D) each
+        if self.cos is not None:
+            q = q * self.cos + _rotate_pairs(q) * self.sin
+            k = k * self.cos + _rotate_pairs(k) * self.sin
+        scale = 1.0 / float(np.sqrt(d))
+        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
+        p = ctx.call("masked_softmax_forward", scores, scale, self.causal, self.mask)
+        ctx.save(q, k, v, p)
+        y = p @ v  # (B, H, T, D)
+        return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        q, k, v, p = ctx.saved
+        b, h, t, d = q.shape
+        gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
+        dqkv = ctx.xp.empty((b, t, 3, h, d), dtype=g.dtype)
+        dqkv[:, :, 2] = (p.swapaxes(-1, -2) @ gy).transpose(0, 2, 1, 3)  # dv (B, T, H, D)
+        dp = gy @ v.swapaxes(-1, -2)  # (B, H, T, T)
+        ds = ctx.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
+        dq = ds @ k  # (B, H, T, D)
+        dk = ds.swapaxes(-1, -2) @ q  # (B, H, T, D)
+        if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
+            dq = dq * self.cos - _rotate_pairs(dq * self.sin)
+            dk = dk * self.cos - _rotate_pairs(dk * self.sin)
+        dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)  # (B, T, H, D)
+        dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
+        return (dqkv.reshape(b, t, 3 * h * d),)  # (B, T, 3C)
+
+
+class Rotary(Function):
+    """RoPE (Su et al. 2021): rotate each pair (x[2i], x[2i+1]) by the angle pos * theta_i.
+
+    y = x * cos + rot(x) * sin with rot(x)[2i] = -x[2i+1], rot(x)[2i+1] = x[2i]; rot is a
+    rotation by 90 degrees, so rot^T = -rot and dx = g * cos - rot(g * sin).
+    cos, sin: (T, D), broadcast over the leading axes of x (..., T, D).
+    """
+
+    cos: Array
+    sin: Array
+
+    def forward(self, ctx: Ctx, x: Array) -> Array:
+        return x * self.cos + _rotate_pairs(x) * self.sin
+
+    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+        return (g * self.cos - _rotate_pairs(g * self.sin),)
+
+
+def _rotate_pairs(x: Array) -> Array:
+    """(..., D) -> (..., D): (a, b) pairs along the last axis become (-b, a)."""
+    out = array_module(x).empty_like(x)
+    out[..., 0::2] = -x[..., 1::2]
+    out[..., 1::2] = x[..., 0::2]
+    return out
+
+
+def rotary_tables(positions: Any, dim: int, base: float = 10000.0,
+                  dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin), each (T, D), for integer positions (T,): theta_i = base ** (-2i / D), each
+    angle repeated for both members of its pair. Computed in float64, then cast."""
+    if dim % 2:
+        raise ValueError(f"rotary embedding needs an even head size, got {dim}")
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+    theta = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)  # (D/2,)
+    angles = np.repeat(pos[:, None] * theta[None, :], 2, axis=1)  # (T, D)
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+
+
+# --- references -------------------------------------------------------------------------------
+def keep_mask(shape: tuple[int, ...], causal: bool, mask: Array | None, xp: Any = np) -> Array:
+    """Boolean (..., T, S) (or broadcastable to it): True where a score takes part."""
+    t, s = shape[-2], shape[-1]
+    keep = None
+    if causal:
+        rows = xp.arange(t)[:, None]
+        cols = xp.arange(s)[None, :]
+        keep = cols <= rows + (s - t)  # (T, S)
+    if mask is not None:
+        m = xp.asarray(mask, dtype=bool)
+        keep = m if keep is None else keep & m
+    return keep
+
+
+@reference_function("masked_softmax_forward")
+def masked_softmax_forward(scores: Array, scale: float, causal: bool,
+                           mask: Array | None) -> Array:
+    """y (..., T, S) = softmax(scale * scores) over S with hidden entries at exactly 0."""
+    xp = array_module(scores)
+    z = scores * scores.dtype.type(scale)
+    keep = keep_mask(scores.shape, causal, mask, xp)
+    if keep is None:
+        e = xp.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    z = xp.where(keep, z, -xp.inf)
+    m = z.max(axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)  # a fully hidden row: no max, and exp(-inf) = 0 anyway
+    e = xp.exp(z - m)
+    s = e.sum(axis=-1, keepdims=True)
+    return e / xp.where(s > 0, s, 1)
+
+
+@reference_function("masked_softmax_backward")
+def masked_softmax_backward(g: Array, y: Array, scale: float) -> Array:
+    """dx = scale * y * (g - sum(g * y)) over the last axis."""
+    return y * (g - (g * y).sum(axis=-1, keepdims=True)) * y.dtype.type(scale)
