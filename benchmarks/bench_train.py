@@ -1,6 +1,9 @@
 """Training-step throughput: ours (kernels) vs ours (NumPy reference) vs PyTorch eager.
 
-    python benchmarks/bench_train.py --threads 2 [--workloads mlp] [--steps 300]
+    python benchmarks/bench_train.py --threads 2 [--workloads mlp cnn gpt] [--steps 300]
+
+Workloads: the founding MNIST MLP (batch 128), the reference CNN (benchmarks/cnn_workload.py,
+batch 64) and the reference mini-GPT (benchmarks/gpt_workload.py, batch 16 x context 64).
 
 Each (framework, workload) runs in its own process with the same thread count; the figure is the
 median step time after warm-up, reported as samples/s (tokens/s for language models).
@@ -17,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, pin_threads, result_line, run_child, torch_available  # noqa: E402
 
-WORKLOADS = ("mlp",)
+WORKLOADS = ("mlp", "cnn", "gpt")
 
 
 # --- children: one framework, one workload ----------------------------------------------------
@@ -89,9 +92,39 @@ def child_torch_mlp(args: argparse.Namespace) -> list[float]:
     return _time_steps(step, _mnist_batches(args.batch, True), args.warmup, args.steps)
 
 
-CHILDREN = {("ours", "mlp"): child_ours_mlp, ("torch", "mlp"): child_torch_mlp}
-BATCH = {"mlp": 128}
-UNIT = {"mlp": "samples/s"}
+def _cnn(framework: str, args: argparse.Namespace) -> list[float]:
+    import cnn_workload
+
+    if framework == "ours":
+        step, batches = cnn_workload.ours_step_factory(args.batch)
+    else:
+        step, batches = cnn_workload.torch_step_factory(args.batch, args.threads)
+    return _time_steps(step, batches, args.warmup, args.steps)
+
+
+def _gpt(framework: str, args: argparse.Namespace) -> list[float]:
+    import gpt_workload
+
+    context = args.tokens_per_sample
+    if framework == "ours":
+        step = gpt_workload.ours_step_factory(args.batch, context)
+    else:
+        step = gpt_workload.torch_step_factory(args.batch, context, args.threads)
+    return _time_steps(lambda *_: step(), iter(lambda: (None, None), 0), args.warmup, args.steps)
+
+
+CHILDREN = {
+    ("ours", "mlp"): child_ours_mlp,
+    ("torch", "mlp"): child_torch_mlp,
+    ("ours", "cnn"): lambda a: _cnn("ours", a),
+    ("torch", "cnn"): lambda a: _cnn("torch", a),
+    ("ours", "gpt"): lambda a: _gpt("ours", a),
+    ("torch", "gpt"): lambda a: _gpt("torch", a),
+}
+BATCH = {"mlp": 128, "cnn": 64, "gpt": 16}
+TOKENS = {"mlp": 0, "cnn": 0, "gpt": 64}
+UNIT = {"mlp": "samples/s", "cnn": "samples/s", "gpt": "tokens/s"}
+STEPS_SCALE = {"mlp": 1.0, "cnn": 0.2, "gpt": 0.2}  # the heavier steps need fewer samples
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -124,8 +157,11 @@ def main() -> None:
     report = Report("bench_train", args.threads)
     have_torch = torch_available()
     for workload in args.workloads:
-        common = ["--workload", workload, "--threads", str(args.threads), "--steps",
-                  str(args.steps), "--warmup", str(args.warmup), "--batch", str(BATCH[workload])]
+        steps = max(int(args.steps * STEPS_SCALE[workload]), 10)
+        warmup = max(int(args.warmup * STEPS_SCALE[workload]), 3)
+        common = ["--workload", workload, "--threads", str(args.threads), "--steps", str(steps),
+                  "--warmup", str(warmup), "--batch", str(BATCH[workload]),
+                  "--tokens-per-sample", str(TOKENS[workload])]
         ours = run_child("bench_train.py", ["--framework", "ours", *common], args.threads)
         ref = run_child("bench_train.py", ["--framework", "ours", *common], args.threads,
                         env={"TINYGRAD_LAB_KERNELS": "0"})

@@ -94,10 +94,9 @@ def set_num_threads(n: int) -> None:
         import numba
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    with contextlib.suppress(ImportError):
-        import threadpoolctl  # optional
+    import threadpoolctl
 
-        threadpoolctl.threadpool_limits(n)
+    threadpoolctl.threadpool_limits(n)
 
 
 def _numba_available() -> bool:
@@ -122,12 +121,26 @@ def num_threads() -> int:
 
 
 def apply_thread_env() -> None:
-    """Pin BLAS thread variables before NumPy loads BLAS, when TINYGRAD_LAB_THREADS is set."""
+    """Set up the two thread pools (Numba's OpenMP team, BLAS's) so they share the cores.
+
+    Both pools spin-wait after each call by default. Two spinning pools on the same cores starve
+    each other: a step that alternates BLAS matmuls and parallel kernels ran 5-6x slower on 2
+    threads than on 1. So idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE) and OpenBLAS
+    threads spin only briefly (OPENBLAS_THREAD_TIMEOUT=4, 2^4 cycles). Variables the user set win.
+    BLAS reads its variables when NumPy loads it: importing tinygrad_lab first covers that;
+    `set_num_threads` fixes the count later where threadpoolctl can.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     n = _env_int("TINYGRAD_LAB_THREADS", 0)
     if n > 0:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS"):
             os.environ.setdefault(var, str(n))
+        if "numpy" in sys.modules:  # BLAS already loaded: its variables came too late
+            import threadpoolctl
+
+            threadpoolctl.threadpool_limits(n, user_api="blas")
 
 
 def log(msg: str) -> None:

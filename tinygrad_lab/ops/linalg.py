@@ -54,26 +54,29 @@ class Linear(Function):
         return 2 * in_shapes[1][0] * _size(out_shape) + 2 * _size(out_shape)
 
     def forward(self, ctx: Ctx, x: Array, w: Array, b: Array | None = None) -> Array:
-        y = x @ w  # (..., O), a fresh array the bias kernel may update in place
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, w.shape[0])  # (N, I): one GEMM, not one per leading index
+        y = x2 @ w  # (N, O), a fresh array the bias kernel may update in place
         act = self.activation
         if act == "gelu":
             pre = ctx.call("bias_act_forward", y, b, None) if b is not None else y
             out = ctx.call("gelu_forward", pre)
-            ctx.save(x, w, pre)
-            return out
-        out = ctx.call("bias_act_forward", y, b, act) if (b is not None or act) else y
-        ctx.save(x, w, out)
-        return out
+            ctx.save(x2, w, pre)
+        else:
+            out = ctx.call("bias_act_forward", y, b, act) if (b is not None or act) else y
+            ctx.save(x2, w, out if act else None)  # no activation: nothing of the output needed
+        return out.reshape(*lead, w.shape[1])
 
     def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, ...]:
-        x, w, kept = ctx.saved
+        x2, w, kept = ctx.saved
         act = self.activation
-        gy = ctx.call(f"{act}_backward", g, kept) if act else g
-        need_x, need_w = ctx.needs_input_grad[:2]
         out_features = w.shape[1]
-        gy2 = gy.reshape(-1, out_features)  # (N, O) with N = product of leading axes
-        gx = (gy @ w.T) if need_x else None
-        gw = (x.reshape(-1, w.shape[0]).T @ gy2) if need_w else None
+        gy2 = g.reshape(-1, out_features)  # (N, O) with N = product of leading axes
+        if act:
+            gy2 = ctx.call(f"{act}_backward", gy2, kept)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        gx = (gy2 @ w.T).reshape(*g.shape[:-1], w.shape[0]) if need_x else None
+        gw = (x2.T @ gy2) if need_w else None
         if len(ctx.needs_input_grad) == 3:
             gb = ctx.call("sum_to_shape", gy2, (out_features,)) if ctx.needs_input_grad[2] else None
             return gx, gw, gb
