@@ -16,9 +16,11 @@ F64 = np.dtype(np.float64)
 # Native float dtypes are singletons, so `dt is F32 or dt is F64` is the cheap check (a
 # byte-swapped float32 is not F32, and goes to the reference).
 
-PARALLEL_MIN = 1 << 15
-"""Elements below which a cheap (memory-bound) kernel runs on one thread: launching the thread
-team costs a few microseconds, about what one thread needs for this many elements."""
+PARALLEL_MIN = 1 << 18
+"""Elements below which a cheap (memory-bound) kernel runs on one thread. Waking the sleeping
+OpenMP team (passive wait, see helpers.apply_thread_env) costs 20-40 us, what one thread needs
+for ~250k elements of a one-pass kernel: the MLP's (128, 512) activations stay serial, its Adam
+update over 400k parameters goes parallel."""
 
 PARALLEL_MIN_HEAVY = 1 << 12
 """The same for kernels that call exp/tanh per element (tens of cycles each)."""
