@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
                                    metavar="TARGET")
     for name in recipes.RECIPES:
         recipe = recipes.get(name)
-        target = targets.add_parser(name, help=(recipe.__doc__ or "").strip().splitlines()[0])
+        summary = (recipe.__doc__ or "").strip().splitlines()[0].replace("%", "%%")
+        target = targets.add_parser(name, help=summary)
         recipe.add_arguments(target)
     sample = sub.add_parser("sample", help="generate text from a saved language-model checkpoint")
     sample.add_argument("checkpoint", help="a .npz checkpoint written by `train ... --save`")

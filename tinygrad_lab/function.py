@@ -123,6 +123,8 @@ class Function:
         fn.backend = backend
         fn.recording = recording
         fn.saved = ()
+        # known before forward, so an op can skip saving what no gradient will need
+        fn.needs_input_grad = tuple(t.requires_grad for t in inputs) if recording else ()
         if _observed:
             start = time.perf_counter()
             out = fn.forward(fn, *[t.data for t in inputs])
@@ -137,7 +139,6 @@ class Function:
         result = _wrap(out, backend, first._device, recording)
         if recording:
             fn.parents = inputs
-            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
             result._ctx = fn
         return result
 

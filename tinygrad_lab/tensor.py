@@ -522,10 +522,10 @@ class Tensor:
 
     # --- nn --------------------------------------------------------------------------------
     def softmax(self, axis: int = -1) -> Tensor:
-        return N.Softmax.apply(self, axis=axis % self.ndim)
+        return N.Softmax.apply(self, axis=_one_axis("softmax", axis, self.ndim))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return N.LogSoftmax.apply(self, axis=axis % self.ndim)
+        return N.LogSoftmax.apply(self, axis=_one_axis("log_softmax", axis, self.ndim))
 
     # --- constructors ------------------------------------------------------------------------
     @staticmethod
@@ -650,6 +650,12 @@ def _check_broadcast(op: str, a: Shape, b: Shape, result: Shape | None = None) -
         ) from None
     if result is not None and shape != tuple(result):
         raise ValueError(f"{op}: cannot expand shape {tuple(a)} to {tuple(result)}")
+
+
+def _one_axis(op: str, axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % ndim
 
 
 def _resolve_shape(old: Shape, new: Sequence[int]) -> Shape:
