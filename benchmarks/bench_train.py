@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,32 +24,17 @@ WORKLOADS = ("mlp", "cnn", "gpt")
 
 # --- children: one framework, one workload ----------------------------------------------------
 def _mnist_batches(batch: int, flat: bool):
-    import numpy as np
+    """The CNN workload's shuffled MNIST batches, flattened to (B, 784) for the MLP."""
+    from cnn_workload import mnist_batches
 
-    from tinygrad_lab import datasets
-
-    (x, y), _ = datasets.load_mnist()
-    x = x.astype(np.float32) / 255
-    x = x.reshape(len(x), 784) if flat else x.reshape(len(x), 1, 28, 28)
-    y = y.astype(np.int64)
-    rng = np.random.default_rng(0)
-    while True:
-        order = rng.permutation(len(x))
-        for i in range(0, len(x) - batch + 1, batch):
-            idx = order[i:i + batch]
-            yield x[idx], y[idx]
+    for x, y in mnist_batches(batch):
+        yield (x.reshape(len(x), 784) if flat else x), y
 
 
 def _time_steps(step, batches, warmup: int, steps: int) -> list[float]:
-    for _ in range(warmup):
-        step(*next(batches))
-    times = []
-    for _ in range(steps):
-        xb, yb = next(batches)
-        start = time.perf_counter()
-        step(xb, yb)
-        times.append(time.perf_counter() - start)
-    return times
+    from cnn_workload import time_steps
+
+    return time_steps(step, batches, warmup, steps)
 
 
 def child_ours_mlp(args: argparse.Namespace) -> list[float]:

@@ -113,6 +113,8 @@ def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor
 
 def l1_penalty(parameters: list[Tensor], scale: float) -> Tensor:
     """scale * sum |w|: L1 regularisation, added to the loss (drives weights to exactly 0)."""
+    if not parameters:
+        raise ValueError("l1_penalty: got an empty parameter list")
     total = parameters[0].abs().sum()
     for p in parameters[1:]:
         total = total + p.abs().sum()
@@ -121,6 +123,8 @@ def l1_penalty(parameters: list[Tensor], scale: float) -> Tensor:
 
 def l2_penalty(parameters: list[Tensor], scale: float) -> Tensor:
     """scale * sum w**2: L2 regularisation, added to the loss (weight decay's cousin)."""
+    if not parameters:
+        raise ValueError("l2_penalty: got an empty parameter list")
     total = (parameters[0] * parameters[0]).sum()
     for p in parameters[1:]:
         total = total + (p * p).sum()

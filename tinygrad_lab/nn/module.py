@@ -120,7 +120,8 @@ class Module:
         for name, tensor in targets.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
+            raw = state[name]
+            value = raw.numpy() if isinstance(raw, Tensor) else np.asarray(raw)
             if value.shape != tensor.shape:
                 raise ValueError(
                     f"load_state_dict: {name} has shape {value.shape} in the state but "
