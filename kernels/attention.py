@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from tinygrad_lab.kernels._common import PARALLEL_MIN, PARALLEL_MIN_HEAVY, is_float
 from tinygrad_lab.kernels._math import exp
+from tinygrad_lab.kernels.softmax import _row_dot  # a (R, S), b (R, S) -> float64 row dot
 
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # stands in for mask=None: (MR, mS)
 
@@ -36,14 +37,6 @@ def _row_sum(a, r, n):  # a (R, S) -> float64 sum of a[r, :n], in any order
     s = 0.0
     for j in range(n):
         s += a[r, j]
-    return s
-
-
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
-def _row_dot(a, b, r):  # a (R, S), b (R, S) -> float64 sum of a[r] * b[r], in any order
-    s = 0.0
-    for j in range(a.shape[1]):
-        s += np.float64(a[r, j]) * b[r, j]
     return s
 
 

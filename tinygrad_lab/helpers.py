@@ -29,9 +29,6 @@ DEBUG: int = _env_int("DEBUG", 0)
 _KERNELS: bool = _env_int("TINYGRAD_LAB_KERNELS", 1) != 0
 """False forces every named array function onto its pure NumPy/CuPy reference."""
 
-_switch_version = 0
-"""Bumped whenever KERNELS changes, so backends can cache resolved functions safely."""
-
 _switch_listeners: list = []
 """Callables run after the kernel switch flips (backends drop their resolved-function caches)."""
 
@@ -46,15 +43,10 @@ def kernels_enabled() -> bool:
 
 def set_kernels(enabled: bool) -> None:
     """Turn the hand-written kernels on or off (off = the NumPy reference path)."""
-    global _KERNELS, _switch_version
+    global _KERNELS
     _KERNELS = bool(enabled)
-    _switch_version += 1
     for callback in _switch_listeners:
         callback()
-
-
-def switch_version() -> int:
-    return _switch_version
 
 
 @contextlib.contextmanager
