@@ -39,19 +39,21 @@ def _time_steps(step, batches, warmup: int, steps: int) -> list[float]:
 
 def child_ours_mlp(args: argparse.Namespace) -> list[float]:
     import tinygrad_lab as tl
-    from tinygrad_lab import nn, optim
+    from tinygrad_lab import optim
+    from tinygrad_lab.models import MLP
     from tinygrad_lab.nn import functional as F
+    from tinygrad_lab.train import train_step
 
     tl.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 512, activation="relu"), nn.Linear(512, 10))
+    model = MLP()  # 784 -> 512 ReLU -> 10
     opt = optim.Adam(model.parameters(), lr=1e-3)
 
+    def loss_fn(model, batch):
+        xb, yb = batch
+        return F.cross_entropy(model(tl.Tensor(xb)), yb)
+
     def step(xb, yb):
-        loss = F.cross_entropy(model(tl.Tensor(xb)), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+        return train_step(model, (xb, yb), loss_fn, opt).loss
 
     return _time_steps(step, _mnist_batches(args.batch, True), args.warmup, args.steps)
 

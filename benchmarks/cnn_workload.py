@@ -49,27 +49,24 @@ def mnist_batches(batch: int, seed: int = 0) -> Batches:
 
 
 def ours_step_factory(batch: int = 64) -> tuple[Step, Batches]:
-    """One training step of the mnist-cnn recipe's network, without its dropout."""
+    """One training step (tinygrad_lab.train.train_step) of the mnist-cnn recipe's model
+    (tinygrad_lab.models.CNN), without its dropout."""
     import tinygrad_lab as tl
-    from tinygrad_lab import nn, optim
+    from tinygrad_lab import optim
+    from tinygrad_lab.models import CNN, CNNConfig
     from tinygrad_lab.nn import functional as F
+    from tinygrad_lab.train import train_step
 
     tl.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, activation="relu"), nn.MaxPool2d(2),  # (B, 32, 13, 13)
-        nn.Conv2d(32, 64, 3, activation="relu"), nn.MaxPool2d(2),  # (B, 64, 5, 5)
-        nn.Flatten(),  # (B, 1600)
-        nn.Linear(1600, 128, activation="relu", init="fan_in_uniform"),
-        nn.Linear(128, 10, init="fan_in_uniform"),
-    )
+    model = CNN(CNNConfig(dropout=0.0))
     opt = optim.Adam(model.parameters(), lr=1e-3)
 
+    def loss_fn(model: Any, batch: Any) -> Any:
+        x, y = batch
+        return F.cross_entropy(model(tl.Tensor(x)), y)
+
     def step(x: Any, y: Any) -> Any:
-        loss = F.cross_entropy(model(tl.Tensor(x)), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+        return train_step(model, (x, y), loss_fn, opt).loss
 
     return step, mnist_batches(batch)
 

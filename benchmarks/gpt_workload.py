@@ -45,20 +45,27 @@ def _batches(batch: int, context: int, seed: int = 0) -> list[tuple[Any, Any]]:
 
 
 def ours_step_factory(batch: int = 16, context: int = 64) -> Callable[[], float]:
-    """One training step of the shakespeare-gpt recipe's model (kernels as configured)."""
+    """One training step (tinygrad_lab.train.train_step) of the shakespeare-gpt recipe's model
+    (tinygrad_lab.models.GPT), kernels as configured."""
     import tinygrad_lab as tl
-    from tinygrad_lab.recipes import shakespeare_gpt as G
+    from tinygrad_lab.models import GPT, GPTConfig, configure_optimizers
+    from tinygrad_lab.nn import functional as F
+    from tinygrad_lab.train import train_step
 
     tl.manual_seed(0)
-    model = G.GPT(G.GPTConfig(VOCAB, context, D_MODEL, HEADS, LAYERS, D_FF))
-    opts = G.build_optimizers(model, 1e-3, 0.1)
+    model = GPT(GPTConfig(VOCAB, context, D_MODEL, HEADS, LAYERS, D_FF))
+    opts = configure_optimizers(model, 1e-3, 0.1)
     pool = _batches(batch, context)
     count = [0]
+
+    def loss_fn(model: Any, batch: Any) -> Any:
+        x, y = batch  # (B, T) ids and next ids
+        return F.cross_entropy(model(x), y)  # logits (B, T, V)
 
     def step() -> float:
         x, y = pool[count[0] % POOL]
         count[0] += 1
-        return G.train_step(model, opts, x, y)
+        return train_step(model, (x, y), loss_fn, opts, clip=1.0).loss.item()
 
     return step
 

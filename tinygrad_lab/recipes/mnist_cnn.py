@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
 import tinygrad_lab as tl
-from tinygrad_lab import datasets, helpers, nn, optim
+from tinygrad_lab import datasets, helpers, nn, optim, train
+from tinygrad_lab.models.cnn import CNN, CNNConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import generator, manual_seed
 
@@ -30,18 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", metavar="PATH", help="write the trained weights (.npz) here")
 
 
-def build(dropout: float = 0.25) -> nn.Sequential:
-    """(B, 1, 28, 28) -> (B, 10) logits; PyTorch's default initialisation throughout."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, activation="relu"), nn.MaxPool2d(2),  # (B, 32, 13, 13)
-        nn.Conv2d(32, 64, 3, activation="relu"), nn.MaxPool2d(2),  # (B, 64, 5, 5)
-        nn.Flatten(),  # (B, 1600)
-        nn.Linear(1600, 128, activation="relu", init="fan_in_uniform"),
-        nn.Dropout(dropout),
-        nn.Linear(128, 10, init="fan_in_uniform"),
-    )
-
-
 def load_images() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """MNIST as float32 images (N, 1, 28, 28) in [0, 1], labels as int64."""
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist()
@@ -51,39 +41,35 @@ def load_images() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.n
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray,
-             batch_size: int = 1000) -> tuple[float, float]:
-    """(mean loss, accuracy) in eval mode, without building a graph."""
-    model.eval()
+             batch_size: int = 1000) -> dict[str, float]:
+    """Mean loss and accuracy over (x, y) (the loop runs it in eval mode without a graph)."""
+    device = model.parameters()[0].device
     total_loss, correct = 0.0, 0
-    with tl.no_grad():
-        for i in range(0, len(x), batch_size):
-            logits = model(tl.Tensor(x[i:i + batch_size]))
-            labels = y[i:i + batch_size]
-            total_loss += F.cross_entropy(logits, labels).item() * len(labels)
-            correct += int((logits.numpy().argmax(axis=1) == labels).sum())
-    model.train()
-    return total_loss / max(len(x), 1), correct / max(len(x), 1)
+    for i in range(0, len(x), batch_size):
+        logits = model(tl.Tensor(x[i:i + batch_size], device=device))
+        labels = y[i:i + batch_size]
+        total_loss += F.cross_entropy(logits, labels).item() * len(labels)
+        correct += int((logits.numpy().argmax(axis=1) == labels).sum())
+    return {"test_loss": total_loss / max(len(x), 1), "test_accuracy": correct / max(len(x), 1)}
 
 
-def train_epoch(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
-                batch_size: int) -> dict[str, float]:
-    """One shuffled pass; returns mean loss, accuracy, seconds and samples/s."""
+def loss_fn(model: nn.Module, batch: train.Batch) -> tuple[tl.Tensor, tl.Tensor]:
+    x, y = batch  # (B, 1, 28, 28), (B,)
+    logits = model(x)  # (B, 10)
+    return F.cross_entropy(logits, y), logits
+
+
+def correct_predictions(logits: tl.Tensor, batch: train.Batch) -> dict[str, float]:
+    """Summed over the batch; the loop averages it over the epoch's samples."""
+    return {"accuracy": float((logits.numpy().argmax(axis=1) == batch[1].numpy()).sum())}
+
+
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
+    """A fresh permutation of the training set each epoch, from the seeded generator."""
     order = generator().permutation(len(x))
-    total_loss, correct = 0.0, 0
-    start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         idx = order[i:i + batch_size]
-        xb, yb = x[idx], y[idx]
-        logits = model(tl.Tensor(xb))
-        loss = F.cross_entropy(logits, yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total_loss += loss.item() * len(idx)
-        correct += int((logits.numpy().argmax(axis=1) == yb).sum())
-    seconds = time.perf_counter() - start
-    return {"loss": total_loss / len(x), "accuracy": correct / len(x), "seconds": seconds,
-            "samples_per_second": len(x) / seconds if seconds > 0 else 0.0}
+        yield x[idx], y[idx]
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -95,25 +81,30 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     (x_train, y_train), (x_test, y_test) = load_images()
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    model = build(args.dropout)
+    model = CNN(CNNConfig(dropout=args.dropout))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     print(f"{NAME}: conv 32 3x3 -> pool 2 -> conv 64 3x3 -> pool 2 -> dense 128 -> 10, "
           f"{model.num_parameters():,} parameters, Adam lr {args.lr}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {len(x_train):,} images, {helpers.num_threads()} threads, "
           f"kernels {'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
-    rates, started = [], time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        logs = train_epoch(model, opt, x_train, y_train, args.batch_size)
-        test_loss, test_accuracy = evaluate(model, x_test, y_test)
-        rates.append(logs["samples_per_second"])
-        print(f"epoch {epoch}/{args.epochs} - {logs['seconds']:.1f}s - loss {logs['loss']:.4f} "
-              f"- accuracy {logs['accuracy']:.4f} - test accuracy {test_accuracy:.4f} - "
-              f"{logs['samples_per_second']:,.0f} samples/s", flush=True)
+
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        print(f"epoch {epoch + 1}/{args.epochs} - {logs['seconds']:.1f}s - loss "
+              f"{logs['loss']:.4f} - accuracy {logs['accuracy']:.4f} - test accuracy "
+              f"{logs['test_accuracy']:.4f} - {logs['samples_per_second']:,.0f} samples/s",
+              flush=True)
+
+    started = time.perf_counter()
+    history = train.fit(model, lambda epoch: shuffled_batches(x_train, y_train, args.batch_size),
+                        loss_fn, opt, epochs=args.epochs, batch_metrics=correct_predictions,
+                        evaluate=lambda m: evaluate(m, x_test, y_test),
+                        callbacks=[train.LambdaCallback(on_epoch_end=report)])
     elapsed = time.perf_counter() - started
+    rate = float(np.median(history.column("samples_per_second")))
+    test_loss, test_accuracy = history.epochs[-1]["test_loss"], history.epochs[-1]["test_accuracy"]
     print(f"test loss {test_loss:.4f} - test accuracy {test_accuracy:.4f} - {elapsed:.0f}s in "
-          f"all - median training {float(np.median(rates)):,.0f} samples/s")
+          f"all - median training {rate:,.0f} samples/s")
     if args.save:
         tl.save(model.state_dict(), args.save)
         print(f"weights written to {args.save}")
-    return {"test_loss": test_loss, "test_accuracy": test_accuracy,
-            "samples_per_second": float(np.median(rates))}
+    return {"test_loss": test_loss, "test_accuracy": test_accuracy, "samples_per_second": rate}

@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from tinygrad_lab import datasets, helpers, keras
+from tinygrad_lab.models.mlp import MLPConfig, keras_mlp
 from tinygrad_lab.random import manual_seed
 
 
@@ -23,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build(hidden: int = 512, lr: float = 1e-3) -> keras.Sequential:
-    model = keras.Sequential([
-        keras.Input((784,)),
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.Adam(learning_rate=lr), "sparse_categorical_crossentropy",
-                  ["accuracy"])
-    return model
+    return keras_mlp(MLPConfig(hidden=(hidden,)), lr)
 
 
 def load_flat() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -10,70 +10,16 @@ Shape letters: B batch, T time (context), C model width, V vocabulary (65 charac
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from tinygrad_lab import datasets, helpers, nn, optim, schedulers
-from tinygrad_lab.function import no_grad
+from tinygrad_lab import datasets, helpers, optim, schedulers, train
+from tinygrad_lab.models.gpt import GPT, GPTConfig, configure_optimizers, generate
 from tinygrad_lab.nn import functional as F
-from tinygrad_lab.nn import init
 from tinygrad_lab.random import manual_seed
-from tinygrad_lab.tensor import Tensor
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 64
-    d_model: int = 128
-    num_heads: int = 4
-    num_layers: int = 4
-    d_ff: int = 512
-    dropout: float = 0.0
-
-
-class GPT(nn.Module):
-    """Token + learned position embeddings, `num_layers` causal pre-LN TransformerBlocks, a
-    final LayerNorm and a linear head to the vocabulary (GPT-2's layout, untied head).
-
-    Weights start as in GPT-2: N(0, 0.02), the two projections into the residual stream scaled
-    by 1 / sqrt(2 * num_layers); biases 0, LayerNorm gains 1.
-    """
-
-    def __init__(self, config: GPTConfig) -> None:
-        super().__init__()
-        c = config
-        self.config = c
-        self.wte = nn.Embedding(c.vocab_size, c.d_model)  # weight (V, C)
-        self.wpe = nn.LearnedPositionalEmbedding(c.block_size, c.d_model)
-        self.blocks = [nn.TransformerBlock(c.d_model, c.num_heads, c.d_ff, c.dropout, causal=True)
-                       for _ in range(c.num_layers)]
-        self.ln_f = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        residual_std = 0.02 / math.sqrt(2 * c.num_layers)
-        for block in self.blocks:
-            for linear, std in ((block.attn.qkv, 0.02), (block.attn.proj, residual_std),
-                                (block.fc, 0.02), (block.fc_out, residual_std)):
-                linear.weight.data[...] = init.normal(std, linear.weight.shape)
-        for table in (self.wte.weight, self.head.weight):
-            table.data[...] = init.normal(0.02, table.shape)
-
-    def forward(self, idx: Any) -> Tensor:
-        """idx (B, T) integer token ids, T <= block_size -> logits (B, T, V)."""
-        idx = np.asarray(idx)
-        t = idx.shape[-1]
-        if t > self.config.block_size:
-            raise ValueError(f"GPT: {t} tokens exceed the block size {self.config.block_size}")
-        x = self.wpe(self.wte(idx))  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
-        b, c = x.shape[0], x.shape[2]
-        logits = self.head(self.ln_f(x).reshape(b * t, c))  # (B*T, C) -> (B*T, V)
-        return logits.reshape(b, t, -1)  # (B, T, V)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -92,14 +38,15 @@ def fixed_batches(ids: np.ndarray, n: int, batch: int, context: int,
     return [get_batch(ids, batch, context, rng) for _ in range(n)]
 
 
-def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean cross-entropy (nats per character) over the batches, without building a graph."""
-    was_training = model.training
-    model.eval()
-    with no_grad():
-        losses = [F.cross_entropy(model(x), y).item() for x, y in batches]
-    model.train(was_training)
-    return float(np.mean(losses))
+def evaluate(model: GPT, batches: list[tuple[Any, Any]]) -> float:
+    """Mean cross-entropy (nats per character) over the batches (the loop runs it in eval mode
+    without a graph)."""
+    return float(np.mean([F.cross_entropy(model(x), y).item() for x, y in batches]))
+
+
+def loss_fn(model: GPT, batch: train.Batch) -> Any:
+    x, y = batch  # (B, T) ids and next ids
+    return F.cross_entropy(model(x), y)  # logits (B, T, V)
 
 
 def build_schedules(opts: list[optim.AdamW], warmup: int, steps: int) -> list[Any]:
@@ -156,27 +103,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--d-ff, --warmup and --weight-decay must be >= 0")
 
 
-def build_optimizers(model: GPT, lr: float, weight_decay: float) -> list[optim.AdamW]:
-    """AdamW, betas (0.9, 0.99) as nanoGPT's shakespeare_char; decay on weight matrices only."""
-    matrices = [p for name, p in model.named_parameters() if name.endswith("weight")
-                and p.ndim == 2 and name not in ("wte.weight", "wpe.weight")]
-    others = [p for p in model.parameters() if all(p is not m for m in matrices)]
-    return [optim.AdamW(matrices, lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay),
-            optim.AdamW(others, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)]
-
-
-def train_step(model: GPT, opts: list[optim.AdamW], x: np.ndarray, y: np.ndarray,
-               clip: float = 1.0) -> float:
-    loss = F.cross_entropy(model(x), y)  # logits (B, T, V), labels (B, T)
-    for opt in opts:
-        opt.zero_grad()
-    loss.backward()
-    optim.clip_grad_norm_(model.parameters(), clip)
-    for opt in opts:
-        opt.step()
-    return loss.item()
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     check_arguments(args)
     manual_seed(args.seed)
@@ -185,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        num_heads=args.heads, num_layers=args.layers,
                        d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout)
     model = GPT(config)
-    opts = build_optimizers(model, args.lr, args.weight_decay)
+    opts = configure_optimizers(model, args.lr, args.weight_decay)
     rng = np.random.default_rng(args.seed)
     held_out = fixed_batches(val_ids, args.eval_batches, 32, args.context)
     tokens = args.batch_size * args.context
@@ -193,67 +119,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{args.lr} (warm-up {args.warmup}, cosine), batch {args.batch_size}, {args.steps} "
           f"steps, {helpers.num_threads()} threads, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
-    train_seconds, window_loss, window_steps, val_loss = 0.0, 0.0, 0, float("nan")
+    window: list[float] = []
     history: list[dict[str, float]] = []
+
+    def report(step: int, logs: dict[str, float]) -> None:
+        loop = printer.loop
+        train_loss = float(np.mean(window)) if window else float("nan")
+        history.append({"step": step, "train_loss": train_loss, "val_loss": logs["val_loss"]})
+        print(f"step {step:>6}: train loss {train_loss:.4f}, val loss {logs['val_loss']:.4f}, "
+              f"{tokens * step / loop.train_seconds:,.0f} tokens/s, "
+              f"{time.perf_counter() - start_all:.0f} s", flush=True)
+        window.clear()
+
+    printer = train.LambdaCallback(
+        on_train_batch_end=lambda index, logs: window.append(logs["batch_loss"]),
+        on_evaluate=report)
+    callbacks: list[train.Callback] = [printer]
+    if args.save:
+        callbacks.append(train.CheckpointAtEnd(args.save, lambda logs: {
+            "recipe": "shakespeare-gpt", "config": asdict(config), "vocab": "".join(vocab.itos),
+            "steps": args.steps, "val_loss": logs["val_loss"]}))
     start_all = time.perf_counter()
-    schedules = build_schedules(opts, args.warmup, args.steps)
-    for step in range(args.steps):
-        x, y = get_batch(train_ids, args.batch_size, args.context, rng)
-        start = time.perf_counter()
-        loss = train_step(model, opts, x, y)
-        train_seconds += time.perf_counter() - start
-        for schedule in schedules:
-            schedule.step()
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {step + 1}")
-        window_loss, window_steps = window_loss + loss, window_steps + 1
-        last = step + 1 == args.steps
-        if (step + 1) % args.eval_every == 0 or last:
-            val_loss = evaluate(model, held_out)
-            rate = tokens * (step + 1) / train_seconds
-            history.append({"step": step + 1, "train_loss": window_loss / window_steps,
-                            "val_loss": val_loss})
-            print(f"step {step + 1:>6}: train loss {window_loss / window_steps:.4f}, val loss "
-                  f"{val_loss:.4f}, {rate:,.0f} tokens/s, {time.perf_counter() - start_all:.0f} s",
-                  flush=True)
-            window_loss, window_steps = 0.0, 0
+    train.fit(
+        model, lambda epoch: (get_batch(train_ids, args.batch_size, args.context, rng)
+                              for _ in range(args.steps)),
+        loss_fn, opts, clip=1.0, schedulers=build_schedules(opts, args.warmup, args.steps),
+        evaluate=lambda m: {"val_loss": evaluate(m, held_out)}, eval_every=args.eval_every,
+        callbacks=callbacks)
     wall = time.perf_counter() - start_all
+    val_loss = history[-1]["val_loss"]
+    train_seconds = printer.loop.train_seconds
     print(f"final val loss {val_loss:.4f} nats/char after {args.steps} steps, {wall:.0f} s wall, "
           f"{tokens * args.steps / train_seconds:,.0f} training tokens/s", flush=True)
     if args.save:
-        from tinygrad_lab.serialization import save_checkpoint
-
-        meta = {"recipe": "shakespeare-gpt", "config": asdict(config),
-                "vocab": "".join(vocab.itos), "steps": args.steps, "val_loss": val_loss}
-        save_checkpoint(args.save, model.state_dict(), meta)
         print(f"checkpoint written to {args.save}")
     return {"val_loss": val_loss, "wall_seconds": wall, "history": history,
             "tokens_per_second": tokens * args.steps / train_seconds}
 
 
 # --- sampling -----------------------------------------------------------------------------------
-def generate(model: GPT, ids: np.ndarray, length: int, temperature: float = 1.0,
-             top_k: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Append `length` sampled ids to ids (T0,), each from the logits of the last
-    block_size ids, divided by temperature, restricted to the top_k likeliest (0 = all)."""
-    rng = rng or np.random.default_rng()
-    out = [int(i) for i in ids]
-    block = model.config.block_size
-    was_training = model.training
-    model.eval()
-    with no_grad():
-        for _ in range(length):
-            context = np.asarray(out[-block:], dtype=np.int64)[None, :]  # (1, T)
-            logits = model(context).numpy()[0, -1].astype(np.float64) / temperature  # (V,)
-            if 0 < top_k < logits.size:
-                cutoff = np.partition(logits, -top_k)[-top_k]
-                logits = np.where(logits < cutoff, -np.inf, logits)
-            p = np.exp(logits - logits.max())
-            out.append(int(rng.choice(p.size, p=p / p.sum())))
-    model.train(was_training)
-    return np.asarray(out, dtype=np.int64)
-
-
 def sample(state: dict[str, np.ndarray], meta: dict[str, Any], args: argparse.Namespace) -> str:
     """Rebuild the model a checkpoint describes and return prompt + args.length sampled chars."""
     config = GPTConfig(**meta["config"])

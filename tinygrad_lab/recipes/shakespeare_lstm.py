@@ -19,16 +19,17 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from tinygrad_lab import datasets, helpers, nn, optim
-from tinygrad_lab.function import no_grad
+from tinygrad_lab import datasets, helpers, optim, train
+from tinygrad_lab.models import char_lstm
+from tinygrad_lab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import manual_seed
 from tinygrad_lab.schedulers import CosineAnnealingLR, LinearWarmup, SequentialLR
-from tinygrad_lab.tensor import Tensor
 
 NAME = "shakespeare-lstm"
 
@@ -52,21 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) here")
 
 
-class CharLSTM(nn.Module):
-    """ids (T, B) -> logits (T, B, V), and the LSTM's final state (to continue from)."""
-
-    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers)
-        self.head = nn.Linear(hidden, vocab_size, init="fan_in_uniform")
-
-    def forward(self, ids: Any, state: Any = None) -> tuple[Tensor, Any]:
-        x = self.embed(ids)  # (T, B, E)
-        h, state = self.lstm(x, state)  # (T, B, H)
-        return self.head(h), state  # (T, B, V)
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     for flag in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "embed", "hidden",
                  "layers", "eval_batches"):
@@ -86,16 +72,22 @@ def windows(ids: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[np.ndarr
 
 
 def evaluate(model: CharLSTM, val_ids: np.ndarray, args: argparse.Namespace) -> float:
-    """Mean cross-entropy (nats/char) over eval_batches * batch_size windows spread over val."""
+    """Mean cross-entropy (nats/char) over eval_batches * batch_size windows spread over val
+    (the loop runs it in eval mode without a graph)."""
     count = args.eval_batches * args.batch_size
     starts = np.linspace(0, len(val_ids) - args.seq_len - 1, count).astype(np.int64)
     losses = []
-    with no_grad():
-        for chunk in np.split(starts, args.eval_batches):
-            x, y = windows(val_ids, chunk, args.seq_len)
-            logits, _ = model(x)
-            losses.append(F.cross_entropy(logits, y).item())
+    for chunk in np.split(starts, args.eval_batches):
+        x, y = windows(val_ids, chunk, args.seq_len)
+        logits, _ = model(x)
+        losses.append(F.cross_entropy(logits, y).item())
     return float(np.mean(losses))
+
+
+def loss_fn(model: CharLSTM, batch: train.Batch) -> Any:
+    x, y = batch  # (T, B) ids and next ids
+    logits, _ = model(x)  # (T, B, V)
+    return F.cross_entropy(logits, y)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -105,11 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     train_ids, val_ids, vocab = datasets.load_shakespeare_chars(0.1)
     if len(val_ids) <= args.seq_len + 1:
         raise ValueError(f"--seq-len {args.seq_len} is longer than the validation text")
-    config = {"embed": args.embed, "hidden": args.hidden, "layers": args.layers,
-              "seq_len": args.seq_len}
-    model = CharLSTM(vocab.size, args.embed, args.hidden, args.layers)
-    params = model.parameters()
-    opt = optim.Adam(params, lr=args.lr)
+    config = CharLSTMConfig(vocab.size, args.embed, args.hidden, args.layers)
+    model = CharLSTM(config)
+    opt = optim.Adam(model.parameters(), lr=args.lr)
     total = args.epochs * args.steps_per_epoch
     warmup = min(args.warmup, total - 1)
     cosine = CosineAnnealingLR(opt, T_max=max(total - warmup, 1), eta_min=args.lr / 10)
@@ -123,27 +113,31 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
 
     chars_per_step = args.batch_size * args.seq_len
-    start = time.perf_counter()
-    val_loss = math.nan
-    for epoch in range(1, args.epochs + 1):
-        epoch_start, losses = time.perf_counter(), []
+
+    def batches(epoch: int) -> Any:
         for _ in range(args.steps_per_epoch):
             starts = rng.integers(0, len(train_ids) - args.seq_len - 1, size=args.batch_size)
-            x, y = windows(train_ids, starts, args.seq_len)
-            logits, _ = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            if args.clip:
-                optim.clip_grad_norm_(params, args.clip)
-            opt.step()
-            schedule.step()
-            losses.append(loss.item())
-        seconds = time.perf_counter() - epoch_start
-        val_loss = evaluate(model, val_ids, args)
-        print(f"epoch {epoch}/{args.epochs} - train loss {np.mean(losses):.4f} - val loss "
-              f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.3f} bits) - {seconds:.1f} s, "
-              f"{args.steps_per_epoch * chars_per_step / seconds:,.0f} chars/s", flush=True)
+            yield windows(train_ids, starts, args.seq_len)
+
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        val = logs["val_loss"]
+        print(f"epoch {epoch + 1}/{args.epochs} - train loss {logs['loss']:.4f} - val loss "
+              f"{val:.4f} nats/char ({val / math.log(2):.3f} bits) - {logs['seconds']:.1f} s, "
+              f"{args.steps_per_epoch * chars_per_step / logs['seconds']:,.0f} chars/s",
+              flush=True)
+
+    callbacks: list[train.Callback] = [train.LambdaCallback(on_epoch_end=report)]
+    if args.save:
+        callbacks.append(train.CheckpointAtEnd(args.save, lambda logs: {
+            "recipe": NAME, "config": {**asdict(config), "seq_len": args.seq_len},
+            "vocab": "".join(vocab.itos), "val_loss": logs["val_loss"],
+            "steps": total}))
+    start = time.perf_counter()
+    history = train.fit(model, batches, loss_fn, opt, epochs=args.epochs,
+                        clip=args.clip or None, schedulers=[schedule],
+                        evaluate=lambda m: {"val_loss": evaluate(m, val_ids, args)},
+                        callbacks=callbacks)
+    val_loss = history.epochs[-1]["val_loss"]
     elapsed = time.perf_counter() - start
     print(f"trained {total} steps in {elapsed:.0f} s; val loss {val_loss:.4f} nats/char")
     if args.sample_length:
@@ -151,22 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         text = generate(model, vocab, "\n", args.sample_length, 0.8, 0, sample_rng)
         print(f"--- sample (temperature 0.8) ---{text}\n---")
     if args.save:
-        from tinygrad_lab.serialization import save_checkpoint
-
-        save_checkpoint(args.save, model.state_dict(),
-                        {"recipe": NAME, "config": config, "vocab": "".join(vocab.itos),
-                         "val_loss": val_loss, "steps": total})
         print(f"checkpoint written to {args.save}")
     return {"val_loss": val_loss, "seconds": elapsed}
-
-
-def _pick(logits: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator) -> int:
-    """Draw one id from softmax(logits / temperature), keeping the top_k likeliest (0 = all)."""
-    z = logits.astype(np.float64) / temperature  # (V,)
-    if 0 < top_k < z.size:
-        z[z < np.partition(z, -top_k)[-top_k]] = -np.inf
-    p = np.exp(z - z.max())
-    return int(rng.choice(z.size, p=p / p.sum()))
 
 
 def generate(model: CharLSTM, vocab: datasets.CharVocab, prompt: str, length: int,
@@ -175,19 +155,15 @@ def generate(model: CharLSTM, vocab: datasets.CharVocab, prompt: str, length: in
     if not prompt:
         raise ValueError("the prompt must hold at least one character")
     ids = vocab.encode(prompt)  # (P,), raises on characters outside the vocabulary
-    out: list[int] = []
-    with no_grad():
-        logits, state = model(ids[:, None])  # (P, 1, V)
-        for _ in range(length):
-            out.append(_pick(logits.numpy()[-1, 0], temperature, top_k, rng))
-            logits, state = model(np.array([[out[-1]]]), state)  # (1, 1, V)
+    out = char_lstm.generate(model, ids, length, temperature, top_k, rng)
     return prompt + vocab.decode(out)
 
 
 def sample(state: dict[str, np.ndarray], meta: dict[str, Any], args: argparse.Namespace) -> str:
     """Rebuild the model a checkpoint describes, load its weights, generate args.length chars."""
     config, vocab = meta["config"], datasets.CharVocab(meta["vocab"])
-    model = CharLSTM(vocab.size, config["embed"], config["hidden"], config["layers"])
+    model = CharLSTM(CharLSTMConfig(vocab.size, config["embed"], config["hidden"],
+                                    config["layers"]))
     model.load_state_dict(state)
     rng = np.random.default_rng(args.seed)
     return generate(model, vocab, args.prompt, args.length, args.temperature, args.top_k, rng)
