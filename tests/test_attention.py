@@ -9,11 +9,9 @@ that overfits a string, and `tinygrad-lab sample` on a checkpoint the GPT recipe
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,21 +21,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_lab as tl
-from tinygrad_lab import Tensor, nn, optim
+from tinygrad_lab import Tensor, cli, nn, optim
 from tinygrad_lab.backends import REFERENCES, get_backend
+from tinygrad_lab.models import gpt as G
 from tinygrad_lab.nn import functional as F
-from tinygrad_lab.recipes import shakespeare_gpt as G
 from tinygrad_lab.testing import check_forward, gradcheck
 from tinygrad_lab.testing import strategies as tst
 
-PATHS = pytest.mark.parametrize("path", ["reference", "kernels"])
 MODULE_EXAMPLES = settings(max_examples=15)  # each example is a few hundred forward passes
-
-
-@contextlib.contextmanager
-def engine(path: str) -> Iterator[None]:
-    with tl.reference() if path == "reference" else tl.use_kernels():
-        yield
 
 
 # --- direct NumPy formulas, one row at a time (a different form from the references) ------------
@@ -91,41 +82,34 @@ def attention_case(draw: st.DrawFn, max_side: int = 4) -> dict[str, Any]:
 
 
 # --- masked softmax -------------------------------------------------------------------------------
-@PATHS
 @given(case=attention_case(), data=st.data())
-def test_masked_softmax_forward_matches_numpy(case, data, path):
+def test_masked_softmax_forward_matches_numpy(case, data, cpu_path):
     b, h, t, s, _ = case["shape"]
     scores = data.draw(tst.arrays((b, h, t, s)))
     scale, causal, mask = 0.7, case["causal"], case["mask"]
-    with engine(path):
-        check_forward(lambda x: F.masked_softmax(x, scale, causal, mask),
-                      lambda x: np_masked_softmax(x, scale, causal, mask), scores, atol=1e-12)
+    check_forward(lambda x: F.masked_softmax(x, scale, causal, mask),
+                  lambda x: np_masked_softmax(x, scale, causal, mask), scores, atol=1e-12)
 
 
-@PATHS
 @given(case=attention_case(), data=st.data())
-def test_masked_softmax_gradcheck(case, data, path):
+def test_masked_softmax_gradcheck(case, data, cpu_path):
     b, h, t, s, _ = case["shape"]
     scores = data.draw(tst.arrays((b, h, t, s)))
-    with engine(path):
-        assert gradcheck(lambda x: F.masked_softmax(x, 0.7, case["causal"], case["mask"]), scores)
+    assert gradcheck(lambda x: F.masked_softmax(x, 0.7, case["causal"], case["mask"]), scores)
 
 
-@PATHS
-def test_masked_softmax_fully_masked_rows_are_zero_not_nan(path):
+def test_masked_softmax_fully_masked_rows_are_zero_not_nan(cpu_path):
     scores = Tensor(np.random.default_rng(0).standard_normal((1, 2, 3, 3)), requires_grad=True)
     mask = np.array([[True, True, True], [False, False, False], [True, False, True]])
-    with engine(path):
-        y = F.masked_softmax(scores, 1.0, causal=False, mask=mask)
-        (y * Tensor(np.arange(18.0).reshape(1, 2, 3, 3))).sum().backward()
+    y = F.masked_softmax(scores, 1.0, causal=False, mask=mask)
+    (y * Tensor(np.arange(18.0).reshape(1, 2, 3, 3))).sum().backward()
     out = y.numpy()
     assert np.isfinite(out).all() and np.isfinite(scores.grad.numpy()).all()
     np.testing.assert_array_equal(out[:, :, 1], 0)
     np.testing.assert_array_equal(scores.grad.numpy()[:, :, 1], 0)
     np.testing.assert_allclose(out[:, :, [0, 2]].sum(-1), 1)
     # causal with more queries than keys: the first T - S queries see nothing
-    with engine(path):
-        y = F.masked_softmax(Tensor(np.ones((4, 2))), causal=True).numpy()
+    y = F.masked_softmax(Tensor(np.ones((4, 2))), causal=True).numpy()
     np.testing.assert_allclose(y, [[0, 0], [0, 0], [1, 0], [0.5, 0.5]])
 
 
@@ -197,13 +181,11 @@ def test_sdpa_forward_matches_numpy(case, data):
                   q, k, v, atol=1e-12)
 
 
-@PATHS
 @given(case=attention_case(max_side=3), data=st.data())
-def test_sdpa_gradcheck(case, data, path):
+def test_sdpa_gradcheck(case, data, cpu_path):
     q, k, v = _qkv(data, case["shape"])
-    with engine(path):
-        assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
-            q, k, v, case["mask"], case["causal"]), q, k, v)
+    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, case["mask"], case["causal"]), q, k, v)
 
 
 @pytest.mark.parametrize("causal, mask_shape", [(False, None), (True, None), (False, (2, 1, 5, 5)),
@@ -353,8 +335,7 @@ def _copy_into_torch(ours: nn.MultiHeadAttention, theirs: Any) -> None:
 
 
 @pytest.mark.parametrize("mode", ["plain", "causal", "key_padding"])
-@PATHS
-def test_multi_head_attention_matches_torch(mode, path):
+def test_multi_head_attention_matches_torch(mode, device):
     torch = pytest.importorskip("torch")
     b, t, e, h = 2, 5, 8, 2
     rng = np.random.default_rng(0)
@@ -363,8 +344,9 @@ def test_multi_head_attention_matches_torch(mode, path):
         p.data[...] = rng.uniform(-0.5, 0.5, p.shape)
     theirs = torch.nn.MultiheadAttention(e, h, batch_first=True, dtype=torch.float64)
     _copy_into_torch(ours, theirs)
+    ours.to(device.device)
     x = rng.standard_normal((b, t, e))
-    seed = rng.standard_normal((b, t, e))
+    seed = rng.standard_normal((b, t, e))  # the mask and seed stay NumPy: the API moves them
     kw: dict[str, Any] = {}
     our_mask = None
     if mode == "causal":  # torch's boolean masks mark what is hidden, ours what is kept
@@ -374,10 +356,9 @@ def test_multi_head_attention_matches_torch(mode, path):
         keep[1, 3:] = False
         kw["key_padding_mask"] = torch.from_numpy(~keep)
         our_mask = keep[:, None, None, :]  # (B, 1, 1, S)
-    xt = Tensor(x, requires_grad=True)
-    with engine(path):
-        out = ours(xt, mask=our_mask, causal=mode == "causal")
-        out.backward(seed)
+    xt = device.tensor(x, requires_grad=True)
+    out = ours(xt, mask=our_mask, causal=mode == "causal")
+    out.backward(seed)
     xr = torch.tensor(x, requires_grad=True)
     ref, _ = theirs(xr, xr, xr, need_weights=False, **kw)
     ref.backward(torch.from_numpy(seed))
@@ -454,13 +435,12 @@ def test_tiny_gpt_overfits_a_string():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("gpt") / "gpt.npz"
-    parser = argparse.ArgumentParser()
-    G.add_arguments(parser)
-    args = parser.parse_args(["--steps", "3", "--eval-every", "3", "--eval-batches", "1",
-                              "--d-model", "16", "--heads", "2", "--layers", "1", "--context",
-                              "16", "--save", str(path)])
-    result = G.run(args)
-    assert np.isfinite(result["val_loss"])
+    status = cli.main(["train", "shakespeare-gpt", "--steps", "3", "--eval-every", "3",
+                       "--eval-batches", "1", "--d-model", "16", "--heads", "2", "--layers", "1",
+                       "--context", "16", "--save", str(path)])
+    assert status == 0 and path.exists()
+    _, meta = tl.serialization.load_checkpoint(path)
+    assert np.isfinite(meta["val_loss"])
     return str(path)
 
 
@@ -476,10 +456,15 @@ def test_sample_command_prints_prompt_and_continuation(checkpoint):
     assert meta["config"]["block_size"] == 16 and meta["recipe"] == "shakespeare-gpt"
 
 
-def test_sample_is_seeded_and_crops_to_the_block_size(checkpoint):
-    state, meta = tl.serialization.load_checkpoint(checkpoint)
-    args = argparse.Namespace(length=50, prompt="\n", temperature=1.0, top_k=0, seed=3)
-    first = G.sample(state, meta, args)  # 51 characters through a 16-character context
-    assert len(first) == 51 and first == G.sample(state, meta, args)
-    args.seed = 4
-    assert G.sample(state, meta, args) != first
+def _sample(checkpoint: str, seed: int, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    status = cli.main(["sample", checkpoint, "--length", "50", "--prompt", "\n",
+                       "--temperature", "1.0", "--seed", str(seed)])
+    assert status == 0
+    return capsys.readouterr().out[:-1]  # print's newline
+
+
+def test_sample_is_seeded_and_crops_to_the_block_size(checkpoint, capsys):
+    first = _sample(checkpoint, 3, capsys)  # 51 characters through a 16-character context
+    assert len(first) == 51 and first == _sample(checkpoint, 3, capsys)
+    assert _sample(checkpoint, 4, capsys) != first

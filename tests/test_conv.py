@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,17 +23,9 @@ from tinygrad_lab.backends import REFERENCES, get_backend
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.testing import gradcheck
 from tinygrad_lab.testing import strategies as tst
+from tinygrad_lab.testing.devices import DeviceCase
 
 Pair = tuple[int, int]
-
-
-@contextlib.contextmanager
-def engine(path: str) -> Iterator[None]:
-    with tl.reference() if path == "reference" else tl.use_kernels():
-        yield
-
-
-PATHS = pytest.mark.parametrize("path", ["reference", "kernels"])
 
 
 # --- direct NumPy references: loops over output pixels ---------------------------------------
@@ -139,12 +129,10 @@ def conv_fn(case: dict[str, Any]):
 
 
 # --- conv2d ------------------------------------------------------------------------------------
-@PATHS
 @given(case=conv_cases())
-def test_conv2d_forward_matches_direct_loops(path, case):
+def test_conv2d_forward_matches_direct_loops(cpu_path, case):
     fn, inputs = conv_fn(case)
-    with engine(path):
-        got = fn(*[tl.Tensor(a) for a in inputs]).numpy()
+    got = fn(*[tl.Tensor(a) for a in inputs]).numpy()
     want = np_act(naive_conv2d(case["x"], case["w"], case["b"], case["stride"], case["padding"],
                                case["dilation"], case["groups"]), case["activation"])
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
@@ -156,14 +144,12 @@ def test_conv2d_gradcheck(case):
     assert gradcheck(fn, *inputs)
 
 
-@PATHS
-def test_conv2d_float32_stays_float32(path):
+def test_conv2d_float32_stays_float32(cpu_path):
     rng = np.random.default_rng(0)
     x = tl.Tensor(rng.standard_normal((2, 3, 6, 5)).astype(np.float32), requires_grad=True)
     conv = nn.Conv2d(3, 4, 3, padding=1)
-    with engine(path):
-        y = conv(x)
-        y.sum().backward()
+    y = conv(x)
+    y.sum().backward()
     assert y.dtype == np.float32 and y.shape == (2, 4, 6, 5)
     assert x.grad.dtype == np.float32 and conv.weight.grad.dtype == np.float32
     want = naive_conv2d(x.numpy().astype(np.float64), conv.weight.numpy().astype(np.float64),
@@ -191,17 +177,15 @@ def test_conv2d_layer_init_and_errors():
     with pytest.raises(ValueError, match="stride"):
         nn.Conv2d(3, 4, 3, stride=0)
     with pytest.raises(ValueError, match="activation"):
-        nn.Conv2d(3, 4, 3, activation="gelu")
+        nn.Conv2d(3, 4, 3, activation="swish")  # every name in ACTIVATIONS is fine
 
 
 # --- pooling -----------------------------------------------------------------------------------
-@PATHS
 @given(case=pool_cases())
-def test_pools_forward_match_direct_loops(path, case):
+def test_pools_forward_match_direct_loops(cpu_path, case):
     args = (case["kernel_size"], case["stride"], case["padding"])
-    with engine(path):
-        got_max = F.max_pool2d(tl.Tensor(case["x"]), *args).numpy()
-        got_avg = F.avg_pool2d(tl.Tensor(case["x"]), *args).numpy()
+    got_max = F.max_pool2d(tl.Tensor(case["x"]), *args).numpy()
+    got_avg = F.avg_pool2d(tl.Tensor(case["x"]), *args).numpy()
     k, s, p = case["kernel_size"], case["s"], case["padding"]
     np.testing.assert_array_equal(got_max, naive_pool(case["x"], k, s, p, "max"))
     np.testing.assert_allclose(got_avg, naive_pool(case["x"], k, s, p, "avg"), rtol=1e-12,
@@ -470,14 +454,14 @@ def to_torch(a: np.ndarray, grad: bool = True):
 
 
 def check_layer(ours: nn.Module, theirs: Any, x: np.ndarray, pairs: list[tuple[str, str]],
-                path: str, atol: float = 1e-10) -> None:
-    """Same input, same weights: outputs and the gradients of a random weighting must agree."""
-    xt = tl.Tensor(x, requires_grad=True)
-    with engine(path):
-        y = ours(xt)
+                device: DeviceCase, atol: float = 1e-10) -> None:
+    """Same input, same weights: outputs and the gradients of a random weighting must agree;
+    ours runs on `device` (moved there after the weights were copied to theirs)."""
+    ours.to(device.device)
+    xt = device.tensor(x, requires_grad=True)
+    y = ours(xt)
     seed = np.random.default_rng(9).standard_normal(y.shape)
-    with engine(path):
-        y.backward(tl.Tensor(seed))
+    y.backward(device.tensor(seed))
     x_torch = to_torch(x)
     y_torch = theirs(x_torch)
     y_torch.backward(to_torch(seed, grad=False))
@@ -488,14 +472,13 @@ def check_layer(ours: nn.Module, theirs: Any, x: np.ndarray, pairs: list[tuple[s
                                    getattr(theirs, their).grad.numpy(), atol=atol, rtol=1e-9)
 
 
-@PATHS
 @pytest.mark.parametrize("config", [
     {"in_channels": 3, "out_channels": 4, "kernel_size": 3},
     {"in_channels": 4, "out_channels": 6, "kernel_size": (3, 2), "stride": (2, 1),
      "padding": (1, 2), "dilation": (2, 1), "groups": 2},
     {"in_channels": 2, "out_channels": 2, "kernel_size": 1, "bias": False},
 ])
-def test_conv2d_matches_torch(config, path):
+def test_conv2d_matches_torch(config, device):
     torch = pytest.importorskip("torch")
     ours = nn.Conv2d(**config, dtype=np.float64)
     theirs = torch.nn.Conv2d(**config).double()
@@ -505,12 +488,11 @@ def test_conv2d_matches_torch(config, path):
             theirs.bias.copy_(torch.from_numpy(ours.bias.numpy()))
     x = np.random.default_rng(0).standard_normal((2, config["in_channels"], 9, 8))
     pairs = [("weight", "weight")] + ([("bias", "bias")] if ours.bias is not None else [])
-    check_layer(ours, theirs, x, pairs, path)
+    check_layer(ours, theirs, x, pairs, device)
 
 
-@PATHS
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
-def test_conv2d_with_activation_matches_torch(activation, path):
+def test_conv2d_with_activation_matches_torch(activation, device):
     torch = pytest.importorskip("torch")
     ours = nn.Conv2d(3, 5, 3, padding=1, activation=activation, dtype=np.float64)
     conv = torch.nn.Conv2d(3, 5, 3, padding=1).double()
@@ -521,20 +503,19 @@ def test_conv2d_with_activation_matches_torch(activation, path):
                                         "sigmoid": torch.nn.Sigmoid()}[activation])
     theirs.weight, theirs.bias = conv.weight, conv.bias  # names check_layer compares
     x = np.random.default_rng(3).standard_normal((2, 3, 6, 7))
-    check_layer(ours, theirs, x, [("weight", "weight"), ("bias", "bias")], path)
+    check_layer(ours, theirs, x, [("weight", "weight"), ("bias", "bias")], device)
 
 
-@PATHS
 @pytest.mark.parametrize("args", [(2,), (3, 2, 1), ((3, 2), (1, 2), (1, 0))])
-def test_pools_match_torch(args, path):
+def test_pools_match_torch(args, device):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(1).standard_normal((2, 3, 9, 7))
-    check_layer(nn.MaxPool2d(*args), torch.nn.MaxPool2d(*args), x, [], path)
-    check_layer(nn.AvgPool2d(*args), torch.nn.AvgPool2d(*args), x, [], path)
+    check_layer(nn.MaxPool2d(*args), torch.nn.MaxPool2d(*args), x, [], device)
+    check_layer(nn.AvgPool2d(*args), torch.nn.AvgPool2d(*args), x, [], device)
 
 
 @pytest.mark.parametrize("kind,shape", [("2d", (4, 3, 5, 2)), ("1d", (6, 3)), ("1d", (4, 3, 5))])
-def test_batch_norm_matches_torch(kind, shape):
+def test_batch_norm_matches_torch(kind, shape, device):
     torch = pytest.importorskip("torch")
     ours = (nn.BatchNorm2d if kind == "2d" else nn.BatchNorm1d)(3, dtype=np.float64)
     theirs = (torch.nn.BatchNorm2d if kind == "2d" else torch.nn.BatchNorm1d)(3).double()
@@ -549,19 +530,18 @@ def test_batch_norm_matches_torch(kind, shape):
         x = rng.standard_normal(shape) * 3 + 1
         ours.zero_grad()
         theirs.zero_grad()
-        check_layer(ours, theirs, x, pairs, "kernels")
+        check_layer(ours, theirs, x, pairs, device)
     np.testing.assert_allclose(ours.running_mean.numpy(), theirs.running_mean.numpy(), atol=1e-12)
     np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), atol=1e-12)
     ours.eval()
     theirs.eval()
     ours.zero_grad()
     theirs.zero_grad()
-    check_layer(ours, theirs, rng.standard_normal(shape), pairs, "kernels")
+    check_layer(ours, theirs, rng.standard_normal(shape), pairs, device)
 
 
 # --- end to end --------------------------------------------------------------------------------
-@PATHS
-def test_tiny_cnn_overfits_one_batch(path):
+def test_tiny_cnn_overfits_one_batch(cpu_path):
     tl.manual_seed(0)
     rng = np.random.default_rng(0)
     x = tl.Tensor(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))
@@ -574,15 +554,14 @@ def test_tiny_cnn_overfits_one_batch(path):
     )
     opt = optim.Adam(model.parameters(), lr=2e-2)
     losses = []
-    with engine(path):
-        for _ in range(150):
-            loss = F.cross_entropy(model(x), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        model.eval()
-        accuracy = (model(x).numpy().argmax(axis=1) == labels).mean()
+    for _ in range(150):
+        loss = F.cross_entropy(model(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    accuracy = (model(x).numpy().argmax(axis=1) == labels).mean()
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
     assert accuracy == 1.0

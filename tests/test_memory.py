@@ -6,7 +6,6 @@ import gc
 import tracemalloc
 
 import numpy as np
-import pytest
 
 import tinygrad_lab as tl
 from tinygrad_lab import helpers, nn, optim
@@ -31,21 +30,19 @@ def _mlp_step_factory():
     return step
 
 
-@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "reference"])
-def test_live_tensor_bytes_flat_over_1000_steps(kernels: bool) -> None:
+def test_live_tensor_bytes_flat_over_1000_steps(cpu_path) -> None:
     step = _mlp_step_factory()
-    with tl.use_kernels() if kernels else tl.reference():
-        for _ in range(100):
-            step()
-        gc.collect()
-        after_warmup = helpers.live_tensor_bytes()
-        tracemalloc.start()
-        for _ in range(900):
-            step()
-        gc.collect()
-        traced, _peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        after_1000 = helpers.live_tensor_bytes()
+    for _ in range(100):
+        step()
+    gc.collect()
+    after_warmup = helpers.live_tensor_bytes()
+    tracemalloc.start()
+    for _ in range(900):
+        step()
+    gc.collect()
+    traced, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    after_1000 = helpers.live_tensor_bytes()
     assert after_1000 == after_warmup, (after_warmup, after_1000)
     # Anything still allocated after 900 more steps is growth; allow interpreter noise only.
     assert traced < 64 * 1024, f"{traced} bytes allocated during 900 steps are still alive"

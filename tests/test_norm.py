@@ -4,9 +4,6 @@ non-contiguous), the layers against torch.nn.LayerNorm / torch.nn.RMSNorm."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,14 +15,7 @@ from tinygrad_lab.backends import REFERENCES, get_backend
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.testing import check_forward, gradcheck
 from tinygrad_lab.testing import strategies as tst
-
-PATHS = pytest.mark.parametrize("path", ["reference", "kernels"])
-
-
-@contextlib.contextmanager
-def engine(path: str) -> Iterator[None]:
-    with tl.reference() if path == "reference" else tl.use_kernels():
-        yield
+from tinygrad_lab.testing.devices import DeviceCase
 
 
 # --- direct NumPy formulas (written differently from the references) ------------------------------
@@ -51,46 +41,36 @@ def norm_inputs(draw: st.DrawFn, dtype: type = np.float64) -> tuple[np.ndarray, 
 
 
 # --- forward and gradients -----------------------------------------------------------------------
-@PATHS
 @given(inputs=norm_inputs())
-def test_layer_norm_forward_matches_numpy(inputs, path):
+def test_layer_norm_forward_matches_numpy(inputs, cpu_path):
     x, w, b = inputs
-    with engine(path):
-        check_forward(lambda x, w, b: F.layer_norm(x, w, b, 1e-5),
-                      lambda x, w, b: np_layer_norm(x, w, b, 1e-5), x, w, b, atol=1e-10)
+    check_forward(lambda x, w, b: F.layer_norm(x, w, b, 1e-5),
+                  lambda x, w, b: np_layer_norm(x, w, b, 1e-5), x, w, b, atol=1e-10)
 
 
-@PATHS
 @given(inputs=norm_inputs())
-def test_rms_norm_forward_matches_numpy(inputs, path):
+def test_rms_norm_forward_matches_numpy(inputs, cpu_path):
     x, w, _ = inputs
-    with engine(path):
-        check_forward(lambda x, w: F.rms_norm(x, w, 1e-6), lambda x, w: np_rms_norm(x, w, 1e-6),
-                      x, w, atol=1e-10)
+    check_forward(lambda x, w: F.rms_norm(x, w, 1e-6), lambda x, w: np_rms_norm(x, w, 1e-6),
+                  x, w, atol=1e-10)
 
 
-@PATHS
 @given(inputs=norm_inputs())
-def test_layer_norm_gradcheck(inputs, path):
-    with engine(path):
-        assert gradcheck(lambda x, w, b: F.layer_norm(x, w, b, 1e-5), *inputs)
+def test_layer_norm_gradcheck(inputs, cpu_path):
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, w, b, 1e-5), *inputs)
 
 
-@PATHS
 @given(inputs=norm_inputs())
-def test_rms_norm_gradcheck(inputs, path):
+def test_rms_norm_gradcheck(inputs, cpu_path):
     x, w, _ = inputs
-    with engine(path):
-        assert gradcheck(lambda x, w: F.rms_norm(x, w, 1e-6), x, w)
+    assert gradcheck(lambda x, w: F.rms_norm(x, w, 1e-6), x, w)
 
 
-@PATHS
-def test_norm_grad_shapes_and_dtypes_float32(path):
+def test_norm_grad_shapes_and_dtypes_float32(cpu_path):
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((2, 3, 8)).astype(np.float32), requires_grad=True)
     ln, rms = nn.LayerNorm(8), nn.RMSNorm(8)
-    with engine(path):
-        (ln(x).sum() + (rms(x) * rms(x)).sum()).backward()
+    (ln(x).sum() + (rms(x) * rms(x)).sum()).backward()
     for t in (x, ln.weight, ln.bias, rms.weight):
         assert t.grad.shape == t.shape and t.grad.dtype == np.float32
 
@@ -162,12 +142,15 @@ def test_norm_kernel_falls_back_on_mixed_dtypes():
 
     x = np.ones((2, 3), np.float32)
     w = np.ones(3, np.float64)
-    y, _, _ = layernorm.layer_norm_forward(x, w, w, 1e-5)
+    assert layernorm.layer_norm_forward(x, w, w, 1e-5) is NotImplemented  # not the kernel's
+    with tl.use_kernels():
+        y, _, _ = get_backend("cpu").call("layer_norm_forward", x, w, w, 1e-5)  # the reference's
     np.testing.assert_allclose(y, np.ones((2, 3)))
 
 
 # --- against PyTorch -----------------------------------------------------------------------------
-def _torch_layer_case(ours: nn.Module, theirs, x: np.ndarray, bias: bool) -> None:
+def _torch_layer_case(ours: nn.Module, theirs, x: np.ndarray, bias: bool,
+                      device: DeviceCase) -> None:
     import torch
 
     rng = np.random.default_rng(3)
@@ -181,7 +164,8 @@ def _torch_layer_case(ours: nn.Module, theirs, x: np.ndarray, bias: bool) -> Non
         with torch.no_grad():
             theirs.bias.copy_(torch.from_numpy(b))
     seed = rng.standard_normal(x.shape)
-    xt = Tensor(x, requires_grad=True)
+    ours.to(device.device)
+    xt = device.tensor(x, requires_grad=True)
     y = ours(xt)
     y.backward(seed)
     xr = torch.tensor(x, requires_grad=True)
@@ -195,19 +179,15 @@ def _torch_layer_case(ours: nn.Module, theirs, x: np.ndarray, bias: bool) -> Non
         np.testing.assert_allclose(ours.bias.grad.numpy(), theirs.bias.grad.numpy(), rtol=1e-9)
 
 
-@PATHS
-def test_layer_norm_matches_torch(path):
+def test_layer_norm_matches_torch(device):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((3, 5, 16)) * 2 + 1
-    with engine(path):
-        _torch_layer_case(nn.LayerNorm(16, eps=1e-5, dtype=np.float64),
-                          torch.nn.LayerNorm(16, eps=1e-5, dtype=torch.float64), x, bias=True)
+    _torch_layer_case(nn.LayerNorm(16, eps=1e-5, dtype=np.float64),
+                      torch.nn.LayerNorm(16, eps=1e-5, dtype=torch.float64), x, True, device)
 
 
-@PATHS
-def test_rms_norm_matches_torch(path):
+def test_rms_norm_matches_torch(device):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(1).standard_normal((3, 5, 16)) * 2 + 1
-    with engine(path):
-        _torch_layer_case(nn.RMSNorm(16, eps=1e-6, dtype=np.float64),
-                          torch.nn.RMSNorm(16, eps=1e-6, dtype=torch.float64), x, bias=False)
+    _torch_layer_case(nn.RMSNorm(16, eps=1e-6, dtype=np.float64),
+                      torch.nn.RMSNorm(16, eps=1e-6, dtype=torch.float64), x, False, device)

@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,22 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_lab as tl
-from tinygrad_lab import Tensor, nn, optim, recipes
+from tinygrad_lab import Tensor, nn, optim
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.testing import gradcheck
 from tinygrad_lab.testing import strategies as tst
+from tinygrad_lab.testing.devices import CPU_CASES
 
 KINDS = ["RNN", "LSTM", "GRU"]
-
-
-@contextlib.contextmanager
-def engine(path: str) -> Iterator[None]:
-    """'reference': pure NumPy bodies; 'kernels': registered kernels where there are any."""
-    with tl.reference() if path == "reference" else tl.use_kernels():
-        yield
-
-
-PATHS = pytest.mark.parametrize("path", ["reference", "kernels"])
 
 
 def make(kind: str, input_size: int, hidden: int, layers: int = 1, bias: bool = True,
@@ -284,16 +272,16 @@ def test_float32_kernels_match_the_reference_path(kind):
     layer = getattr(nn, kind)(8, 16, num_layers=2)
     x = np.random.default_rng(4).standard_normal((6, 4, 8)).astype(np.float32)
     results = {}
-    for path in ("reference", "kernels"):
+    for case in CPU_CASES:
         layer.zero_grad()
         xt = Tensor(x, requires_grad=True)
-        with engine(path):
+        with case.active():
             out, _ = layer(xt)
             (out * out).sum().backward()
         assert out.dtype == np.float32 and xt.grad.dtype == np.float32
-        results[path] = [out.numpy(), xt.grad.numpy()] + [p.grad.numpy()
-                                                          for p in layer.parameters()]
-    for a, b in zip(results["reference"], results["kernels"]):
+        results[case.name] = [out.numpy(), xt.grad.numpy()] + [p.grad.numpy()
+                                                               for p in layer.parameters()]
+    for a, b in zip(results["cpu-reference"], results["cpu-kernels"]):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
@@ -340,8 +328,7 @@ def test_unused_parts_get_zero_gradient_and_graphs_can_be_walked_twice():
 
 
 # --- end to end ----------------------------------------------------------------------------------
-@PATHS
-def test_tiny_lstm_overfits_a_short_sequence(path):
+def test_tiny_lstm_overfits_a_short_sequence(cpu_path):
     tl.manual_seed(0)
     text = "the cat sat on the mat. "
     chars = sorted(set(text))
@@ -351,32 +338,30 @@ def test_tiny_lstm_overfits_a_short_sequence(path):
     params = embed.parameters() + lstm.parameters() + head.parameters()
     opt = optim.Adam(params, lr=2e-2)
     losses = []
-    with engine(path):
-        for _ in range(50):
-            h, _ = lstm(embed(x))
-            loss = F.cross_entropy(head(h), y)
-            opt.zero_grad()
-            loss.backward()
-            optim.clip_grad_norm_(params, 5.0)
-            opt.step()
-            losses.append(loss.item())
+    for _ in range(50):
+        h, _ = lstm(embed(x))
+        loss = F.cross_entropy(head(h), y)
+        opt.zero_grad()
+        loss.backward()
+        optim.clip_grad_norm_(params, 5.0)
+        opt.step()
+        losses.append(loss.item())
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.05, (losses[0], losses[-1])  # from ~2.4 (log of 11 characters)
 
 
 def test_recipe_trains_saves_and_the_cli_samples(tmp_path, capsys):
-    recipe = recipes.get("shakespeare-lstm")
-    parser = argparse.ArgumentParser()
-    recipe.add_arguments(parser)
+    from tinygrad_lab import cli
+
     ckpt = tmp_path / "lstm.npz"
-    args = parser.parse_args(["--epochs", "1", "--steps-per-epoch", "5", "--batch-size", "4",
-                              "--seq-len", "16", "--embed", "8", "--hidden", "16",
-                              "--eval-batches", "1", "--sample-length", "20",
-                              "--save", str(ckpt)])
-    result = recipe.run(args)
+    status = cli.main(["train", "shakespeare-lstm", "--epochs", "1", "--steps-per-epoch", "5",
+                       "--batch-size", "4", "--seq-len", "16", "--embed", "8", "--hidden", "16",
+                       "--eval-batches", "1", "--sample-length", "20", "--save", str(ckpt)])
     printed = capsys.readouterr().out
+    assert status == 0
     assert "epoch 1/1 - train loss" in printed and "nats/char" in printed
-    assert np.isfinite(result["val_loss"]) and ckpt.exists()
+    state, meta = tl.serialization.load_checkpoint(ckpt)
+    assert np.isfinite(meta["val_loss"])
 
     env = dict(os.environ, TINYGRAD_LAB_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "tinygrad_lab", "sample", str(ckpt),
@@ -388,13 +373,12 @@ def test_recipe_trains_saves_and_the_cli_samples(tmp_path, capsys):
     vocab = set(tl.datasets.load_shakespeare())
     assert len(generated) == 50 and set(generated) <= vocab
 
-    state, meta = tl.serialization.load_checkpoint(ckpt)
-    again = argparse.Namespace(length=30, prompt="ROMEO:", temperature=0.5, top_k=3, seed=7)
-    text = recipe.sample(state, meta, again)
+    again = ["sample", str(ckpt), "--length", "30", "--prompt", "ROMEO:", "--temperature",
+             "0.5", "--top-k", "3", "--seed", "7"]
+    assert cli.main(again) == 0
+    text = capsys.readouterr().out[:-1]
     assert text.startswith("ROMEO:") and len(text) == 36
-    assert text == recipe.sample(state, meta, again)  # seeded
-
-    from tinygrad_lab import cli
+    assert cli.main(again) == 0 and capsys.readouterr().out[:-1] == text  # seeded
 
     assert cli.main(["sample", str(ckpt), "--prompt", "\u00e9"]) == 1
     assert "not in the vocabulary" in capsys.readouterr().err

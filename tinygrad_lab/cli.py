@@ -1,4 +1,4 @@
-"""`tinygrad-lab` (and `python -m tinygrad_lab`): train, kernels, info."""
+"""`tinygrad-lab` (and `python -m tinygrad_lab`): train, sample, kernels, info."""
 
 from __future__ import annotations
 
@@ -38,9 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=0,
                         help="sample from the k likeliest (0 = all)")
     sample.add_argument("--seed", type=int, default=0)
-    kernels = sub.add_parser("kernels", help="list or compile the CPU kernels")
+    from tinygrad_lab.backends import DEFAULT_DEVICE, DEVICES
+
+    kernels = sub.add_parser("kernels", help="list or compile a device's kernels (the CPU's)")
     kernels.add_argument("--warm", action="store_true",
                          help="compile every kernel now and print each compile time")
+    kernels.add_argument("--device", default=DEFAULT_DEVICE, choices=sorted(DEVICES),
+                         help=f"the device type whose kernels to list (default {DEFAULT_DEVICE})")
+    sub.add_parser("info", help="print versions, devices, kernel status and thread count")
     return parser
 
 
@@ -62,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sample(args)
         elif args.command == "kernels":
             return _kernels(args)
+        elif args.command == "info":
+            return _info()
     except (ValueError, FloatingPointError, OSError) as e:  # OSError: e.g. --save unwritable
         print(f"tinygrad-lab: error: {e}", file=sys.stderr)
         return 1
@@ -90,15 +97,49 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _kernels(args: argparse.Namespace) -> int:
-    from tinygrad_lab.kernels import registered
+    from tinygrad_lab.backends import DEVICES
 
     if not args.warm:
-        for name, target in sorted(registered("cpu").items()):
+        table = DEVICES[args.device].kernels
+        if not table:
+            print(f"tinygrad-lab: no kernels registered for {args.device}", file=sys.stderr)
+        for name, target in sorted(table.items()):
             print(f"{name:<34} {target}")
         return 0
     from tinygrad_lab.kernels_tool import warm
 
-    warm(verbose=True)
+    warm(verbose=True, device=args.device)
+    return 0
+
+
+def _info() -> int:
+    """What this install runs on: versions, each registered device, kernels, threads."""
+    import importlib.metadata
+    import platform
+
+    import numpy as np
+
+    import tinygrad_lab
+    from tinygrad_lab import helpers
+    from tinygrad_lab.backends import DEVICES, get_backend
+    from tinygrad_lab.kernels import CPU_KERNELS
+
+    print(f"tinygrad_lab {tinygrad_lab.__version__}, Python {platform.python_version()}, "
+          f"NumPy {np.__version__}")
+    for name in DEVICES:
+        try:
+            get_backend(name)
+            status = "available"
+        except (ImportError, RuntimeError) as e:  # e.g. CuPy missing, or no GPU
+            status = "unavailable: " + (str(e).splitlines() or [type(e).__name__])[0]
+        print(f"device {name}: {status}")
+    try:
+        numba = "Numba " + importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        numba = "Numba not installed"
+    switch = "on" if helpers.kernels_enabled() else "off (reference path)"
+    print(f"kernels: {switch}; {len(CPU_KERNELS)} CPU kernels registered ({numba})")
+    print(f"threads: {helpers.num_threads()}")
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinygrad_lab import optim
-from tinygrad_lab.backends import get_backend
+from tinygrad_lab.backends import DEFAULT_DEVICE, canonical_device, get_backend
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.tensor import Tensor
 
@@ -197,9 +197,11 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
     opts = _as_list(optimizers)
     params = model.parameters()
     if device is None:
-        device = params[0].device if params else "cpu"
-    elif any(p.device != device for p in params):
-        model.to(device)
+        device = params[0].device if params else DEFAULT_DEVICE
+    else:
+        device = canonical_device(device)  # "cuda" -> "cuda:0", and bad names fail here
+        if any(p.device != device for p in params):
+            model.to(device)
     loop = Loop(model, opts, History(), device)
     for cb in callbacks:
         cb.loop = loop

@@ -96,7 +96,8 @@ class SinusoidalPositionalEncoding(Module):
     """Adds the fixed encoding of Vaswani et al. 2017 to x (B, T, C):
     P[p, 2i] = sin(p / 10000**(2i / C)), P[p, 2i+1] = cos(p / 10000**(2i / C)).
 
-    The table is rebuilt from (d_model, max_len), so it is neither trained nor saved.
+    The table is a non-persistent buffer: moved by `.to()`, rebuilt from (d_model, max_len) and
+    so neither trained nor saved.
     """
 
     def __init__(self, d_model: int, max_len: int = 4096, dtype: Any = np.float32) -> None:
@@ -107,7 +108,7 @@ class SinusoidalPositionalEncoding(Module):
         table = np.zeros((max_len, d_model))
         table[:, 0::2] = np.sin(pos * freq)
         table[:, 1::2] = np.cos(pos * freq[: d_model // 2])
-        self.table = Tensor(table.astype(dtype))  # (max_len, C)
+        self.register_buffer("table", Tensor(table.astype(dtype)), persistent=False)  # (max_len, C)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         t = x.shape[-2]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab.backends import DEFAULT_DEVICE
 from tinygrad_lab.tensor import Tensor
 
 
@@ -15,7 +16,7 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data: Any, device: str = "cpu") -> None:
+    def __init__(self, data: Any, device: str = DEFAULT_DEVICE) -> None:
         super().__init__(data, requires_grad=True, device=device)
 
 
@@ -27,6 +28,7 @@ class Module:
     def __init__(self) -> None:
         self.training = True
         self._buffers: dict[str, Tensor] = {}
+        self._non_persistent: set[str] = set()
 
     def forward(self, *args: Any, **kw: Any) -> Any:
         raise NotImplementedError
@@ -35,11 +37,18 @@ class Module:
         return self.forward(*args, **kw)
 
     # --- the tree -------------------------------------------------------------------------
-    def register_buffer(self, name: str, value: Tensor) -> None:
-        """State that is saved and moved with the module but not trained (running stats)."""
+    def register_buffer(self, name: str, value: Tensor, persistent: bool = True) -> None:
+        """State that is moved with the module but not trained: running stats, or (with
+        persistent=False) a table rebuilt by __init__ that state_dict leaves out, as PyTorch."""
         if "_buffers" not in self.__dict__:
             self._buffers = {}
+        if "_non_persistent" not in self.__dict__:
+            self._non_persistent = set()
         self._buffers[name] = value
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
         object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -67,8 +76,14 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
-        yield from self._named(prefix, lambda m: iter(m.__dict__.get("_buffers", {}).items()))
+    def named_buffers(
+        self, prefix: str = "", persistent_only: bool = False
+    ) -> Iterator[tuple[str, Tensor]]:
+        def own(m: Module) -> Iterator[tuple[str, Tensor]]:
+            skip = m.__dict__.get("_non_persistent", set()) if persistent_only else set()
+            return ((n, b) for n, b in m.__dict__.get("_buffers", {}).items() if n not in skip)
+
+        yield from self._named(prefix, own)
 
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for name, value in self.__dict__.items():
@@ -104,16 +119,20 @@ class Module:
 
     # --- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and buffer as NumPy arrays, by dotted name."""
+        """Copies of every parameter and persistent buffer as NumPy arrays, by dotted name."""
         state = {name: p.numpy().copy() for name, p in self.named_parameters()}
-        state.update({name: b.numpy().copy() for name, b in self.named_buffers()})
+        buffers = self.named_buffers(persistent_only=True)
+        state.update({name: b.numpy().copy() for name, b in buffers})
         return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers of the same names and shapes."""
+        """Copy arrays into the parameters and buffers of the same names and shapes. A state
+        without a non-persistent buffer is complete; one with it (written while it was
+        persistent) loads it too."""
         targets: dict[str, Tensor] = dict(self.named_parameters())
-        targets.update(dict(self.named_buffers()))
+        targets.update(dict(self.named_buffers(persistent_only=True)))
         missing = sorted(set(targets) - set(state))
+        targets.update(dict(self.named_buffers()))
         unexpected = sorted(set(state) - set(targets))
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
@@ -136,11 +155,11 @@ class Module:
         backend = get_backend(device)
         for _, p in self.named_parameters():
             p.data = backend.asarray(p._backend.to_numpy(p.data))
-            p._backend, p._device = backend, backend.name
+            p._backend, p._device = backend, backend.device
             p.grad = None
         for _, b in self.named_buffers():
             b.data = backend.asarray(b._backend.to_numpy(b.data))
-            b._backend, b._device = backend, backend.name
+            b._backend, b._device = backend, backend.device
         return self
 
     def __repr__(self) -> str:

@@ -6,7 +6,10 @@ The project's own tests use it; so can anyone adding an op:
     >>> gradcheck(lambda x: x.tanh(), np.random.randn(3, 4))
     True
 
-`strategies` needs hypothesis (the `dev` extra); `gradcheck` needs only NumPy.
+`strategies` needs hypothesis (the `dev` extra); `gradcheck` needs only NumPy. `standin` is a
+test-only non-CPU device holding NumPy arrays (`standin.register()`), and `devices` lists the
+devices and code paths a suite runs over (`DEVICE_CASES`, what the project's `device` fixture
+yields).
 """
 
 from tinygrad_lab.testing.gradcheck import (

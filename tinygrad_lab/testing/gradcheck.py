@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab.backends import DEFAULT_DEVICE
 from tinygrad_lab.function import no_grad
 from tinygrad_lab.tensor import Tensor
 
@@ -77,7 +78,7 @@ def _prepare(inputs: Sequence[Any]) -> list[_Checked]:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
             checked.append(_Checked(i, x.numpy().astype(np.float64), x.device))
         elif _is_float_array(x):
-            checked.append(_Checked(i, np.array(x, dtype=np.float64), "cpu"))
+            checked.append(_Checked(i, np.array(x, dtype=np.float64), DEFAULT_DEVICE))
     if not checked:
         raise ValueError("gradcheck: no floating-point input (NumPy array or Tensor) to check")
     return checked

@@ -1,0 +1,207 @@
+"""A stand-in non-CPU device for tests: NumPy maths on the non-CPU code path.
+
+    >>> from tinygrad_lab.testing import standin
+    >>> standin.register()                      # device type "standin": "standin", "standin:1"
+    >>> model.to("standin"); y = model(x.to("standin"))
+
+Its arrays are `StandinArray`, a thin `numpy.ndarray` subclass, so every CI run exercises what a
+GPU run would, without a GPU:
+- no kernels: every named array function runs its reference through the backend's `xp`;
+- data moves: `Tensor.to()`/`Module.to()` copy into StandinArrays, `.numpy()` copies out;
+- a plain host array (not 0-d) mixed into its maths raises `HostArrayError`, as CuPy raises for
+  a NumPy operand: a constant built with `np.` inside an op, a module attribute `Module.to()` did
+  not move, a NumPy index array. Python and NumPy scalars and 0-d arrays are allowed.
+- two indices are two devices (`standin:0`, `standin:1`), so mixing them is caught as well.
+
+`xp` is a module-like wrapper of numpy whose functions return StandinArrays and refuse host array
+arguments, except `asarray`/`array` (the explicit host-to-device copy, as in CuPy).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_lab.backends import DEVICES, Backend, DeviceType, register_device
+
+NAME = "standin"
+
+
+class HostArrayError(TypeError):
+    """A plain NumPy (host) array was mixed into stand-in device maths."""
+
+
+def _is_host(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and not isinstance(x, StandinArray) and x.ndim > 0
+
+
+def _check(what: str, values: Any) -> None:
+    """Raise HostArrayError if `values` (nested lists, tuples, dicts) hold a host array."""
+    stack = [values]
+    while stack:
+        v = stack.pop()
+        if _is_host(v):
+            raise HostArrayError(
+                f"host array mixed into standin maths: {what} got a numpy.ndarray of shape "
+                f"{v.shape} (make it with the backend's xp, or move it with backend.asarray)"
+            )
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+
+
+def _host(x: Any) -> Any:
+    """StandinArrays (also inside lists and tuples) as plain ndarray views, for NumPy itself."""
+    if isinstance(x, StandinArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_host(v) for v in x)
+    return x
+
+
+def _device(x: Any) -> Any:
+    """Plain ndarrays (also inside tuples and lists) as StandinArray views, and NumPy scalars as
+    0-d StandinArrays (a full reduction on a GPU answers a 0-d device array, not a scalar)."""
+    if isinstance(x, np.ndarray) and not isinstance(x, StandinArray):
+        return x.view(StandinArray)
+    if isinstance(x, np.generic):
+        return np.asarray(x).view(StandinArray)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_device(v) for v in x)
+    return x
+
+
+class StandinArray(np.ndarray):
+    """An ndarray that stands for device memory: maths with a host array raises."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kw: Any) -> Any:
+        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        _check(name, (inputs, kw))
+        out = kw.get("out")
+        if out is not None:
+            kw["out"] = _host(out)
+        result = getattr(ufunc, method)(*_host(inputs), **kw)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _device(result)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        _check(func.__name__, (args, kwargs))
+        return _device(func(*_host(args), **{k: _host(v) for k, v in kwargs.items()}))
+
+    def __getitem__(self, index: Any) -> Any:
+        _check("indexing", index)
+        return _device(np.ndarray.__getitem__(self.view(np.ndarray), _host(index)))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        _check("item assignment", (index, value))
+        np.ndarray.__setitem__(self.view(np.ndarray), _host(index), _host(value))
+
+    def __array_namespace__(self, api_version: Any = None) -> Any:
+        return xp
+
+
+def _method(name: str) -> Callable[..., Any]:
+    """An ndarray method that checks its arguments and answers a StandinArray (these methods
+    bypass __array_ufunc__/__array_function__, or answer plain ndarrays)."""
+    base = getattr(np.ndarray, name)
+
+    def method(self: StandinArray, *args: Any, **kw: Any) -> Any:
+        _check(f"ndarray.{name}", (args, kw))
+        return _device(base(self.view(np.ndarray), *_host(args), **kw))
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("choose", "compress", "dot", "nonzero", "put", "repeat", "searchsorted", "take"):
+    setattr(StandinArray, _name, _method(_name))
+
+
+class _Ufunc:
+    """A numpy ufunc whose call and methods (reduce, at, outer, ...) check their operands."""
+
+    def __init__(self, ufunc: np.ufunc) -> None:
+        self._ufunc = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        _check(self.__name__, (args, kw))
+        return _device(self._ufunc(*args, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._ufunc, name)
+        return _checked(f"{self.__name__}.{name}", value) if callable(value) else value
+
+
+def _checked(name: str, fn: Callable[..., Any], transfer: bool = False) -> Callable[..., Any]:
+    def call(*args: Any, **kw: Any) -> Any:
+        if not transfer:
+            _check(name, (args, kw))
+        return _device(fn(*args, **kw))
+
+    call.__name__ = name
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
+
+
+_TRANSFERS = {"asarray", "array", "asanyarray"}  # host -> device copies, allowed as in CuPy
+
+
+class _Namespace:
+    """numpy, seen from the stand-in device (its functions, ufuncs and submodules wrapped)."""
+
+    def __init__(self, module: types.ModuleType, name: str) -> None:
+        self._module = module
+        self.__name__ = name
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._module, name)
+        if isinstance(value, np.ufunc):
+            wrapped: Any = _Ufunc(value)
+        elif isinstance(value, types.ModuleType):
+            wrapped = _Namespace(value, f"{self.__name__}.{name}")
+        elif callable(value) and not isinstance(value, type):
+            wrapped = _checked(name, value, transfer=name in _TRANSFERS)
+        else:  # dtypes, classes, constants
+            wrapped = value
+        setattr(self, name, wrapped)
+        return wrapped
+
+
+xp: Any = _Namespace(np, "tinygrad_lab.testing.standin.xp")
+"""The stand-in device's array module."""
+
+
+class StandinBackend(Backend):
+    """NumPy maths on StandinArrays; no kernels (its kernel table is empty)."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.xp = xp
+
+    def asarray(self, data: Any, dtype: Any = None) -> StandinArray:
+        if isinstance(data, StandinArray):
+            return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+        return np.array(data, dtype=dtype).view(StandinArray)  # a copy, as a device transfer
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.array(_host(x))  # a copy, as from a device
+
+
+def register(name: str = NAME) -> DeviceType:
+    """Register the stand-in device type under `name` (again: the existing registration)."""
+    if name in DEVICES:
+        return DEVICES[name]
+    return register_device(
+        DeviceType(name, lambda index: StandinBackend(), None, {}, indexed=True)
+    )
+
+
+__all__ = ["NAME", "HostArrayError", "StandinArray", "StandinBackend", "register", "xp"]
