@@ -1,5 +1,5 @@
-"""Activation kernels: relu, tanh, sigmoid, gelu as forward/backward pairs, and the fused bias +
-activation that follows a dense layer's matmul.
+"""Activation kernels: relu, tanh, sigmoid, gelu, softplus as forward/backward pairs, and the fused
+bias + activation that follows a dense layer's matmul.
 
 Same maths as the references in tinygrad_lab/ops/elementwise.py and ops/linalg.py. Shapes: N
 elements (an input of any shape, flattened), R rows, O output features. Each `_name` kernel is a
@@ -67,9 +67,7 @@ def _relu_backward(g, y, dx):  # g (N,), y (N,) -> dx (N,)
 def relu_forward(x: Any) -> Any:
     """y = max(x, 0); x (...) -> y (...), a new array."""
     if x.size < _common.SMALL_TO_REFERENCE or not is_float(x.dtype):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.relu_forward(x)
+        return NotImplemented
     y = np.empty(x.shape, x.dtype)
     _relu_forward(x.reshape(-1), y.reshape(-1))
     return y
@@ -80,9 +78,7 @@ def relu_backward(g: Any, y: Any) -> Any:
     if g.size < _common.SMALL_TO_REFERENCE or not (
         is_float(g.dtype) and g.dtype is y.dtype and g.shape == y.shape
     ):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.relu_backward(g, y)
+        return NotImplemented
     dx = np.empty(g.shape, g.dtype)
     _relu_backward(g.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
@@ -108,9 +104,7 @@ def tanh_backward(g: Any, y: Any) -> Any:
     if g.size < _common.SMALL_TO_REFERENCE or not (
         is_float(g.dtype) and g.dtype is y.dtype and g.shape == y.shape
     ):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.tanh_backward(g, y)
+        return NotImplemented
     dx = np.empty(g.shape, g.dtype)
     _tanh_backward(g.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
@@ -141,9 +135,7 @@ def _sigmoid_backward(g, y, dx):  # g (N,), y (N,) -> dx (N,)
 def sigmoid_forward(x: Any) -> Any:
     """y = 1 / (1 + exp(-x)), computed without overflow; x (...) -> y (...)."""
     if not is_float(x.dtype):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.sigmoid_forward(x)
+        return NotImplemented
     y = np.empty(x.shape, x.dtype)
     _sigmoid_forward(x.reshape(-1), y.reshape(-1))
     return y
@@ -154,9 +146,7 @@ def sigmoid_backward(g: Any, y: Any) -> Any:
     if g.size < _common.SMALL_TO_REFERENCE or not (
         is_float(g.dtype) and g.dtype is y.dtype and g.shape == y.shape
     ):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.sigmoid_backward(g, y)
+        return NotImplemented
     dx = np.empty(g.shape, g.dtype)
     _sigmoid_backward(g.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
@@ -196,9 +186,7 @@ def _gelu_backward(g, x, dx):  # g (N,), x (N,) -> dx (N,)
 def gelu_forward(x: Any) -> Any:
     """y = 0.5 x (1 + tanh(k (x + 0.044715 x**3))), k = sqrt(2/pi); x (...) -> y (...)."""
     if not is_float(x.dtype):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.gelu_forward(x)
+        return NotImplemented
     y = np.empty(x.shape, x.dtype)
     _gelu_forward(x.reshape(-1), y.reshape(-1))
     return y
@@ -207,16 +195,67 @@ def gelu_forward(x: Any) -> Any:
 def gelu_backward(g: Any, x: Any) -> Any:
     """dx = g * gelu'(x), x the forward *input*; g, x (...) -> dx (...)."""
     if not (is_float(g.dtype) and g.dtype is x.dtype and g.shape == x.shape):
-        from tinygrad_lab.ops import elementwise
-
-        return elementwise.gelu_backward(g, x)
+        return NotImplemented
     dx = np.empty(g.shape, g.dtype)
     _gelu_backward(g.reshape(-1), x.reshape(-1), dx.reshape(-1))
     return dx
 
 
+# --- softplus (PyTorch's: x itself where beta x > threshold) ------------------------------------
+@njit(cache=True, error_model="numpy")
+def _softplus(v, beta, threshold):
+    z = beta * v
+    if z > threshold:
+        return v
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exp of a non-positive number only, no overflow
+    return ((z if z > 0 else type(v)(0)) + np.log1p(exp(-abs(z)))) / beta
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _softplus_forward(x, beta, threshold, y):  # x (N,) -> y (N,)
+    b, t = x.dtype.type(beta), x.dtype.type(threshold)  # float32 maths for float32 x
+    if x.size < PARALLEL_MIN_HEAVY:
+        for i in range(x.size):
+            y[i] = _softplus(x[i], b, t)
+    else:
+        for i in prange(x.size):
+            y[i] = _softplus(x[i], b, t)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _softplus_backward(g, x, beta, threshold, dx):  # g (N,), x (N,) -> dx (N,)
+    b, t = x.dtype.type(beta), x.dtype.type(threshold)
+    if g.size < PARALLEL_MIN_HEAVY:
+        for i in range(g.size):
+            z = b * x[i]
+            dx[i] = g[i] if z > t else g[i] * _sigmoid(z)
+    else:
+        for i in prange(g.size):
+            z = b * x[i]
+            dx[i] = g[i] if z > t else g[i] * _sigmoid(z)
+
+
+def softplus_forward(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """y = log(1 + exp(beta x)) / beta, y = x where beta x > threshold; x (...) -> y (...)."""
+    if not is_float(x.dtype):
+        return NotImplemented
+    y = np.empty(x.shape, x.dtype)
+    _softplus_forward(x.reshape(-1), float(beta), float(threshold), y.reshape(-1))
+    return y
+
+
+def softplus_backward(g: Any, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """dx = g * sigmoid(beta x), g where beta x > threshold; x the forward *input*."""
+    if not (is_float(g.dtype) and g.dtype is x.dtype and g.shape == x.shape):
+        return NotImplemented
+    dx = np.empty(g.shape, g.dtype)
+    _softplus_backward(g.reshape(-1), x.reshape(-1), float(beta), float(threshold),
+                       dx.reshape(-1))
+    return dx
+
+
 # --- dense layer epilogue: act(y + b) -----------------------------------------------------------
-_ACTIVATION_CODES = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+_ACTIVATION_CODES = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}  # others: the reference
 
 
 @njit(cache=True, error_model="numpy")
@@ -249,7 +288,8 @@ _NO_BIAS = {F32: np.empty(0, F32), F64: np.empty(0, F64)}  # stands in for b=Non
 
 def bias_act_forward(y: Any, b: Any, activation: str | None) -> Any:
     """act(y + b) for y (..., O) fresh from a matmul, b (O,) or None; activation None, 'relu',
-    'tanh' or 'sigmoid'. Writes into y and returns it (a private copy when y is not writable)."""
+    'tanh' or 'sigmoid' here (NotImplemented for the others: the reference runs them). Writes into
+    y and returns it (a private copy when y is not writable)."""
     dt = y.dtype
     code = _ACTIVATION_CODES.get(activation, -1)
     if (
@@ -259,9 +299,7 @@ def bias_act_forward(y: Any, b: Any, activation: str | None) -> Any:
         or y.size == 0
         or (b is not None and (b.dtype is not dt or b.shape != (y.shape[-1],)))
     ):
-        from tinygrad_lab.ops import linalg
-
-        return linalg.bias_act_forward(y, b, activation)
+        return NotImplemented
     if b is None and code == 0:
         return y
     if not y.flags.carray:  # not C-contiguous, aligned and writable: work on a copy
@@ -275,3 +313,24 @@ def bias_act_forward(y: Any, b: Any, activation: str | None) -> Any:
         code,
     )
     return y
+
+
+# --- the kernels this module registers, each with small warm-up arguments -----------------------
+def _example(dtype: Any) -> Any:
+    return np.random.default_rng(0).standard_normal((4, 8)).astype(dtype)  # (R, O)
+
+
+KERNELS = {
+    "relu_forward": lambda dt: (_example(dt),),
+    "relu_backward": lambda dt: (_example(dt), _example(dt)),
+    "tanh_backward": lambda dt: (_example(dt), _example(dt)),
+    "sigmoid_forward": lambda dt: (_example(dt),),
+    "sigmoid_backward": lambda dt: (_example(dt), _example(dt)),
+    "gelu_forward": lambda dt: (_example(dt),),
+    "gelu_backward": lambda dt: (_example(dt), _example(dt)),
+    "softplus_forward": lambda dt: (_example(dt), 1.0, 20.0),
+    "softplus_backward": lambda dt: (_example(dt), _example(dt), 1.0, 20.0),
+    "bias_act_forward": lambda dt: (_example(dt), _example(dt)[0], "relu"),
+}
+"""name -> (dtype -> arguments of one small call): collected by tinygrad_lab.kernels into
+CPU_KERNELS; `tinygrad-lab kernels --warm` compiles each kernel with its arguments."""

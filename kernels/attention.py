@@ -123,9 +123,7 @@ def masked_softmax_forward(scores: Any, scale: float, causal: bool, mask: Any) -
         b, h, t, s = (1,) * (4 - scores.ndim) + shape
         packed = (_NO_MASK, (1, 1, 1)) if mask is None else _mask_2d(mask, (b, h, t, s))
     if not fits or packed is None:
-        from tinygrad_lab.ops import attention
-
-        return attention.masked_softmax_forward(scores, scale, causal, mask)
+        return NotImplemented
     y = np.empty(shape, scores.dtype)
     _masked_softmax_forward(scores.reshape(-1, s), packed[0], scores.dtype.type(scale),  # (R, S)
                             bool(causal), mask is not None, h, t, packed[1], y.reshape(-1, s))
@@ -136,9 +134,7 @@ def masked_softmax_backward(g: Any, y: Any, scale: float) -> Any:
     """dx = scale * y * (g - sum(g * y)) over the last axis; g, y (..., S) -> dx (..., S)."""
     if not (is_float(g.dtype) and g.dtype is y.dtype and g.shape == y.shape and g.ndim >= 1
             and g.size > 0):
-        from tinygrad_lab.ops import attention
-
-        return attention.masked_softmax_backward(g, y, scale)
+        return NotImplemented
     s = g.shape[-1]
     dx = np.empty(g.shape, g.dtype)
     _masked_softmax_backward(g.reshape(-1, s), y.reshape(-1, s), g.dtype.type(scale),  # (R, S)
@@ -150,7 +146,7 @@ def _example_scores(dtype: Any) -> Any:
     return np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(dtype)  # (B, H, T, S)
 
 
-EXAMPLES = {  # small inputs for `tinygrad-lab kernels --warm`
+KERNELS = {  # the kernels this module registers -> (dtype -> warm-up arguments)
     "masked_softmax_forward": lambda dt: (_example_scores(dt), 0.5, True,
                                           np.ones((2, 1, 1, 4), bool)),
     "masked_softmax_backward": lambda dt: (_example_scores(dt), _example_scores(dt), 0.5),

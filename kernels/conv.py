@@ -132,9 +132,7 @@ def im2col(x: Any, kernel_size: tuple[int, int], stride: tuple[int, int],
            padding: tuple[int, int], dilation: tuple[int, int]) -> Any:
     """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW); see the reference for the layout."""
     if not is_float(x.dtype) or x.ndim != 4:
-        from tinygrad_lab.ops import conv
-
-        return conv.im2col(x, kernel_size, stride, padding, dilation)
+        return NotImplemented
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = _out(h, kh, sh, ph, dh), _out(w, kw, sw, pw, dw)
@@ -147,9 +145,7 @@ def col2im(cols: Any, x_shape: tuple[int, int, int, int], kernel_size: tuple[int
            stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> Any:
     """cols (C*KH*KW, N*OH*OW) -> gx (N, C, H, W), overlapping windows adding up."""
     if not is_float(cols.dtype) or cols.ndim != 2:
-        from tinygrad_lab.ops import conv
-
-        return conv.col2im(cols, x_shape, kernel_size, stride, padding, dilation)
+        return NotImplemented
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = _out(h, kh, sh, ph, dh), _out(w, kw, sw, pw, dw)
@@ -160,7 +156,7 @@ def col2im(cols: Any, x_shape: tuple[int, int, int, int], kernel_size: tuple[int
 
 
 # --- the convolution's epilogue: (O, N*L) GEMM output <-> (N, O, OH, OW) -----------------------
-_ACTIVATION_CODES = {None: 0, "relu": 1}  # the rest (tanh, sigmoid) go to the reference
+_ACTIVATION_CODES = {None: 0, "relu": 1}  # the other ACTIVATIONS go to the reference
 _EMPTY = {F32: np.empty(0, F32), F64: np.empty(0, F64)}  # stands in for a missing b or out
 
 
@@ -232,9 +228,7 @@ def conv2d_bias_act_forward(y: Any, b: Any, activation: str | None,
     code = _ACTIVATION_CODES.get(activation, -1)
     dt = y.dtype
     if code < 0 or not is_float(dt) or (b is not None and b.dtype is not dt):
-        from tinygrad_lab.ops import conv
-
-        return conv.conv2d_bias_act_forward(y, b, activation, shape)
+        return NotImplemented
     n, o, oh, ow = shape
     out = np.empty(shape, dt)
     has_bias = b is not None
@@ -249,9 +243,7 @@ def conv2d_bias_act_backward(g: Any, out: Any, activation: str | None) -> tuple[
     dt = g.dtype
     if (code < 0 or not is_float(dt) or g.ndim != 4
             or (code > 0 and (out.dtype is not dt or out.shape != g.shape))):
-        from tinygrad_lab.ops import conv
-
-        return conv.conv2d_bias_act_backward(g, out, activation)
+        return NotImplemented
     n, o, oh, ow = g.shape
     g2 = np.empty((o, n * oh * ow), dt)
     gb = np.empty(o, dt)
@@ -338,9 +330,7 @@ def maxpool2d_forward(x: Any, kernel_size: tuple[int, int], stride: tuple[int, i
                       padding: tuple[int, int]) -> tuple[Any, Any]:
     """x (N, C, H, W) -> (y (N, C, OH, OW), idx (N, C, OH, OW) int64, flat index in H*W)."""
     if not is_float(x.dtype) or x.ndim != 4:
-        from tinygrad_lab.ops import conv
-
-        return conv.maxpool2d_forward(x, kernel_size, stride, padding)
+        return NotImplemented
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)
@@ -354,9 +344,7 @@ def maxpool2d_forward(x: Any, kernel_size: tuple[int, int], stride: tuple[int, i
 def maxpool2d_backward(g: Any, idx: Any, x_shape: tuple[int, int, int, int]) -> Any:
     """g (N, C, OH, OW), idx from maxpool2d_forward -> gx (N, C, H, W)."""
     if not is_float(g.dtype) or idx.dtype != np.int64 or g.shape != idx.shape or g.ndim != 4:
-        from tinygrad_lab.ops import conv
-
-        return conv.maxpool2d_backward(g, idx, x_shape)
+        return NotImplemented
     n, c, h, w = x_shape
     gx = np.empty(x_shape, g.dtype)
     _maxpool_backward(g.reshape(-1), idx.reshape(-1), gx.reshape(-1), n * c, h * w,
@@ -427,9 +415,7 @@ def avgpool2d_forward(x: Any, kernel_size: tuple[int, int], stride: tuple[int, i
                       padding: tuple[int, int]) -> Any:
     """x (N, C, H, W) -> y (N, C, OH, OW), window sums / (KH*KW) (padding counted as zeros)."""
     if not is_float(x.dtype) or x.ndim != 4:
-        from tinygrad_lab.ops import conv
-
-        return conv.avgpool2d_forward(x, kernel_size, stride, padding)
+        return NotImplemented
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     oh, ow = _out(h, kh, sh, ph), _out(w, kw, sw, pw)
@@ -442,9 +428,7 @@ def avgpool2d_backward(g: Any, x_shape: tuple[int, int, int, int], kernel_size: 
                        stride: tuple[int, int], padding: tuple[int, int]) -> Any:
     """g (N, C, OH, OW) -> gx (N, C, H, W): g / (KH*KW) added over each window."""
     if not is_float(g.dtype) or g.ndim != 4:
-        from tinygrad_lab.ops import conv
-
-        return conv.avgpool2d_backward(g, x_shape, kernel_size, stride, padding)
+        return NotImplemented
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     gx = np.empty(x_shape, g.dtype)
@@ -453,13 +437,13 @@ def avgpool2d_backward(g: Any, x_shape: tuple[int, int, int, int], kernel_size: 
     return gx
 
 
-# --- small example inputs for `tinygrad-lab kernels --warm` (tinygrad_lab/kernels_tool.py) -------
+# --- the kernels this module registers, each with small warm-up arguments -----------------------
 def _example(shape: tuple[int, ...], dtype: Any) -> Any:
     return np.random.default_rng(0).standard_normal(shape).astype(dtype)
 
 
 _K, _S, _P, _D = (3, 3), (1, 1), (1, 1), (1, 1)  # a 3x3 'same' convolution of (2, 3, 5, 5)
-EXAMPLES = {
+KERNELS = {
     "im2col": lambda dt: (_example((2, 3, 5, 5), dt), _K, _S, _P, _D),
     "col2im": lambda dt: (_example((27, 50), dt), (2, 3, 5, 5), _K, _S, _P, _D),
     "conv2d_bias_act_forward": lambda dt: (_example((4, 50), dt), _example((4,), dt), "relu",
@@ -473,4 +457,4 @@ EXAMPLES = {
     "avgpool2d_backward": lambda dt: (_example((2, 3, 3, 3), dt), (2, 3, 6, 6), (2, 2), (2, 2),
                                       (0, 0)),
 }
-"""name -> (dtype -> arguments): one small call per kernel, enough to compile it."""
+"""name -> (dtype -> arguments of one small call): see kernels/README.md."""

@@ -10,7 +10,8 @@ D columns, N ids (every axis of ids flattened).
   its terms in id order, as np.add.at does: the result equals the reference bit for bit. The
   price: parallelism is D / COL_BLOCK tasks, so a narrow table (D <= 16) runs on one thread.
 
-Ids are checked (integer, 0 <= id < V) before any kernel runs: Numba does not bounds-check.
+Ids are checked (integer, 0 <= id < V) before any kernel runs, as Numba does not bounds-check;
+bad ids go to the reference (NotImplemented), which raises the error naming the bad id.
 """
 
 from __future__ import annotations
@@ -68,13 +69,17 @@ def _flat_ids(ids: Any) -> Any:
     return ids.reshape(-1).astype(np.int64, copy=False)  # (N,)
 
 
+def _ids_in_range(ids: Any, rows: int) -> bool:
+    """Integer ids, each in 0..rows-1."""
+    if ids.dtype.kind not in "iu":
+        return False
+    return ids.size == 0 or (int(ids.min()) >= 0 and int(ids.max()) < rows)
+
+
 def embedding_forward(weight: Any, ids: Any) -> Any:
     """weight (V, D), integer ids (...) -> (..., D) = weight[ids]."""
-    from tinygrad_lab.ops import embedding as ref
-
-    if not (is_float(weight.dtype) and weight.ndim == 2):
-        return ref.embedding_forward(weight, ids)
-    ref.check_ids(ids, weight.shape[0])
+    if not (is_float(weight.dtype) and weight.ndim == 2 and _ids_in_range(ids, weight.shape[0])):
+        return NotImplemented
     dim = weight.shape[1]
     out = np.empty((ids.size, dim), weight.dtype)  # (N, D)
     _gather(weight, _flat_ids(ids), out)
@@ -83,12 +88,21 @@ def embedding_forward(weight: Any, ids: Any) -> Any:
 
 def embedding_backward(g: Any, ids: Any, num_embeddings: int) -> Any:
     """g (..., D), integer ids (...) -> (V, D): row v is the sum of g over the ids equal to v."""
-    from tinygrad_lab.ops import embedding as ref
-
-    if not (is_float(g.dtype) and g.ndim == ids.ndim + 1):
-        return ref.embedding_backward(g, ids, num_embeddings)
-    ref.check_ids(ids, num_embeddings)
+    if not (is_float(g.dtype) and g.ndim == ids.ndim + 1 and _ids_in_range(ids, num_embeddings)):
+        return NotImplemented
     dim = g.shape[-1]
     out = np.zeros((num_embeddings, dim), g.dtype)  # (V, D)
     _scatter_add(g.reshape(ids.size, dim), _flat_ids(ids), out)
     return out
+
+
+# --- the kernels this module registers, each with small warm-up arguments -----------------------
+def _example(dtype: Any) -> Any:
+    return np.random.default_rng(0).standard_normal((4, 8)).astype(dtype)
+
+
+KERNELS = {
+    "embedding_forward": lambda dt: (_example(dt), np.array([0, 2, 2, 3])),  # weight (V, D), ids
+    "embedding_backward": lambda dt: (_example(dt), np.array([0, 2, 2, 3]), 4),  # g, ids, V
+}
+"""name -> (dtype -> arguments of one small call): see kernels/README.md."""

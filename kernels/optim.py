@@ -5,15 +5,14 @@ references the optimizers in tinygrad_lab/optim.py register. Shapes: N elements 
 flattened; param, grad and each state array have one shape). Scalars arrive as Python numbers and
 are cast to the param's dtype inside the kernel, so float32 params are updated in float32 maths.
 
-Arrays updated in place must be C-contiguous and writable; anything else (a strided view, a dtype
-mismatch) goes to the registered reference, which updates views in place correctly.
+Arrays updated in place must be C-contiguous and writable; for anything else (a strided view, a
+dtype mismatch) a step returns NotImplemented, and the backend runs the reference of the same
+name, which updates views in place correctly. Otherwise a step returns None.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ _NO_STATE = {F32: np.empty(0, F32), F64: np.empty(0, F64)}  # stands in for an u
 
 
 def _flat(param: Any, grad: Any, states: tuple[Any, ...]) -> list[Any] | None:
-    """param, grad and states as 1-D views the kernel may update, or None (use the reference)."""
+    """param, grad and states as 1-D views the kernel may update, or None (not the kernel's)."""
     dt = param.dtype
     if not (is_float(dt) and param.flags.carray and grad.shape == param.shape):
         return None
@@ -35,20 +34,6 @@ def _flat(param: Any, grad: Any, states: tuple[Any, ...]) -> list[Any] | None:
         if s.dtype is not dt or s.shape != param.shape or not s.flags.carray:
             return None
     return [param.reshape(-1), grad.reshape(-1)] + [s.reshape(-1) for s in states]
-
-
-def _reference(name: str) -> Callable[..., Any]:
-    from tinygrad_lab.backends import REFERENCES
-
-    if name not in REFERENCES:
-        with contextlib.suppress(ImportError):
-            import tinygrad_lab.optim  # noqa: F401  (registers the optimizer references)
-    if name not in REFERENCES:
-        raise ValueError(
-            f"{name}: the kernel needs C-contiguous, writable float32/float64 arrays of one shape "
-            "and dtype, and no reference is registered for other arrays"
-        )
-    return REFERENCES[name]
 
 
 # --- SGD (momentum, dampening, Nesterov, L2 weight decay) ---------------------------------------
@@ -88,15 +73,13 @@ def _sgd(param, grad, velocity, lr, momentum, dampening, weight_decay, nesterov,
 def sgd_step(
     param: Any, grad: Any, velocity: Any, lr: float, momentum: float, dampening: float,
     weight_decay: float, nesterov: bool, first_step: bool,
-) -> None:
+) -> Any:
     """g = grad + wd p;  v = g (first step) or momentum v + (1 - dampening) g;
     g = g + momentum v (Nesterov) or v;  p -= lr g.  velocity may be empty when momentum == 0."""
     use_mom = momentum != 0
     flat = _flat(param, grad, (velocity,) if use_mom else ())
     if flat is None:
-        _reference("sgd_step")(param, grad, velocity, lr, momentum, dampening, weight_decay,
-                               nesterov, first_step)
-        return
+        return NotImplemented
     p, g = flat[0], flat[1]
     v = flat[2] if use_mom else _NO_STATE[param.dtype]
     _sgd(p, g, v, float(lr), float(momentum), float(dampening), float(weight_decay),
@@ -143,14 +126,13 @@ def _adam_one(p, g, m, v, b1, b2, one_b1, one_b2, step_size, bc2_sqrt, eps, wd, 
 def adam_step(
     param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float,
     weight_decay: float, step: int,
-) -> None:
+) -> Any:
     """Adam with bias correction, `step` the 1-based count of this update; g = grad + wd p;
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
     flat = _flat(param, grad, (m, v))
     if flat is None:
-        _reference("adam_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
-        return
+        return NotImplemented
     _adam(*flat, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
           int(step), False)
 
@@ -158,12 +140,11 @@ def adam_step(
 def adamw_step(
     param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float,
     weight_decay: float, step: int,
-) -> None:
+) -> Any:
     """AdamW: p *= 1 - lr wd first (decoupled decay), then the Adam update without L2."""
     flat = _flat(param, grad, (m, v))
     if flat is None:
-        _reference("adamw_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
-        return
+        return NotImplemented
     _adam(*flat, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
           int(step), True)
 
@@ -210,16 +191,14 @@ def _rmsprop(param, grad, square_avg, lr, alpha, eps, weight_decay, momentum, bu
 def rmsprop_step(
     param: Any, grad: Any, square_avg: Any, lr: float, alpha: float, eps: float,
     weight_decay: float, momentum: float, buf: Any,
-) -> None:
+) -> Any:
     """g = grad + wd p;  s = alpha s + (1 - alpha) g^2;  a = sqrt(s) + eps;
     b = momentum b + g / a, p -= lr b (momentum > 0), else p -= lr g / a.  buf may be empty
     when momentum == 0."""
     use_mom = momentum != 0
     flat = _flat(param, grad, (square_avg, buf) if use_mom else (square_avg,))
     if flat is None:
-        _reference("rmsprop_step")(param, grad, square_avg, lr, alpha, eps, weight_decay,
-                                   momentum, buf)
-        return
+        return NotImplemented
     b = flat[3] if use_mom else _NO_STATE[param.dtype]
     _rmsprop(flat[0], flat[1], flat[2], float(lr), float(alpha), float(eps),
              float(weight_decay), float(momentum), b)
@@ -249,10 +228,28 @@ def _adagrad_one(p, g, s, lr, eps, wd, l2):
 
 def adagrad_step(
     param: Any, grad: Any, sum_sq: Any, lr: float, eps: float, weight_decay: float
-) -> None:
+) -> Any:
     """g = grad + wd p;  s += g^2;  p -= lr g / (sqrt(s) + eps)."""
     flat = _flat(param, grad, (sum_sq,))
     if flat is None:
-        _reference("adagrad_step")(param, grad, sum_sq, lr, eps, weight_decay)
-        return
+        return NotImplemented
     _adagrad(*flat, float(lr), float(eps), float(weight_decay))
+
+
+# --- the kernels this module registers, each with small warm-up arguments -----------------------
+def _example(dtype: Any, n: int = 2) -> list[Any]:
+    """A parameter, its gradient, and n - 2 zeroed state arrays, all (32,)."""
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(32).astype(dtype) for _ in range(2)] + [
+        np.zeros(32, dtype) for _ in range(n - 2)]
+
+
+KERNELS = {
+    "sgd_step": lambda dt: (*_example(dt, 3), 0.1, 0.9, 0.0, 0.0, False, False),
+    "adam_step": lambda dt: (*_example(dt, 4), 1e-3, 0.9, 0.999, 1e-8, 0.0, 1),
+    "adamw_step": lambda dt: (*_example(dt, 4), 1e-3, 0.9, 0.999, 1e-8, 0.01, 1),
+    "rmsprop_step": lambda dt: (*_example(dt, 3), 1e-2, 0.99, 1e-8, 0.0, 0.9, np.zeros(32, dt)),
+    "adagrad_step": lambda dt: (*_example(dt, 3), 1e-2, 1e-10, 0.0),
+}
+"""name -> (dtype -> arguments of one small call; fresh, the steps work in place): see
+kernels/README.md."""

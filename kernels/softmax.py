@@ -114,9 +114,7 @@ def _softmax_backward(g, y, dx):  # g (R, C), y (R, C) -> dx (R, C)
 def softmax_forward(x: Any, axis: int = -1) -> Any:
     """y = exp(x - max) / sum(exp(x - max)) along axis; x (..., C) -> y (..., C)."""
     if not _last_axis(x, axis):
-        from tinygrad_lab.ops import nn
-
-        return nn.softmax_forward(x, axis)
+        return NotImplemented
     classes = x.shape[-1]
     y = np.empty(x.shape, x.dtype)
     _softmax_forward(x.reshape(-1, classes), y.reshape(-1, classes))  # (R, C)
@@ -126,9 +124,7 @@ def softmax_forward(x: Any, axis: int = -1) -> Any:
 def softmax_backward(g: Any, y: Any, axis: int = -1) -> Any:
     """dx = y * (g - sum(g * y)) along axis, y the forward output; g, y (..., C) -> dx."""
     if not (_last_axis(g, axis) and g.dtype is y.dtype and g.shape == y.shape):
-        from tinygrad_lab.ops import nn
-
-        return nn.softmax_backward(g, y, axis)
+        return NotImplemented
     classes = g.shape[-1]
     dx = np.empty(g.shape, g.dtype)
     _softmax_backward(g.reshape(-1, classes), y.reshape(-1, classes), dx.reshape(-1, classes))
@@ -159,9 +155,7 @@ def _log_softmax_backward(g, y, dx):  # g (R, C), y (R, C) -> dx (R, C)
 def log_softmax_forward(x: Any, axis: int = -1) -> Any:
     """y = x - max - log(sum(exp(x - max))) along axis; x (..., C) -> y (..., C)."""
     if not _last_axis(x, axis):
-        from tinygrad_lab.ops import nn
-
-        return nn.log_softmax_forward(x, axis)
+        return NotImplemented
     classes = x.shape[-1]
     y = np.empty(x.shape, x.dtype)
     _log_softmax_forward(x.reshape(-1, classes), y.reshape(-1, classes))  # (R, C)
@@ -173,9 +167,7 @@ def log_softmax_backward(g: Any, y: Any, axis: int = -1) -> Any:
     if g.size < 4 * _common.SMALL_TO_REFERENCE or not (
         _last_axis(g, axis) and g.dtype is y.dtype and g.shape == y.shape
     ):  # small: NumPy's SIMD exp wins (Numba's exp here is ~4x slower per element)
-        from tinygrad_lab.ops import nn
-
-        return nn.log_softmax_backward(g, y, axis)
+        return NotImplemented
     classes = g.shape[-1]
     dx = np.empty(g.shape, g.dtype)
     _log_softmax_backward(g.reshape(-1, classes), y.reshape(-1, classes), dx.reshape(-1, classes))
@@ -229,9 +221,7 @@ def softmax_cross_entropy_forward(logits: Any, labels: Any) -> tuple[Any, Any]:
         and labels.dtype.kind in "iu"
         and labels.shape == logits.shape[:1]
     ):
-        from tinygrad_lab.ops import nn
-
-        return nn.softmax_cross_entropy_forward(logits, labels)
+        return NotImplemented
     n, classes = logits.shape
     dlogits = np.empty(logits.shape, dt)
     total = _softmax_cross_entropy(logits, np.ascontiguousarray(labels, dtype=np.intp), dlogits)
@@ -244,3 +234,18 @@ def _check_labels(labels: Any, classes: int) -> None:
     bad = labels[(labels < -classes) | (labels >= classes)]
     if bad.size:
         raise IndexError(f"index {bad[0]} is out of bounds for axis 1 with size {classes}")
+
+
+# --- the kernels this module registers, each with small warm-up arguments -----------------------
+def _example(dtype: Any) -> Any:
+    return np.random.default_rng(0).standard_normal((4, 8)).astype(dtype)  # (R, C)
+
+
+KERNELS = {
+    "softmax_forward": lambda dt: (_example(dt), -1),
+    "softmax_backward": lambda dt: (_example(dt), _example(dt), -1),
+    "log_softmax_forward": lambda dt: (_example(dt), -1),
+    "log_softmax_backward": lambda dt: (_example(dt), _example(dt), -1),
+    "softmax_cross_entropy_forward": lambda dt: (_example(dt), np.arange(4) % 8),
+}
+"""name -> (dtype -> arguments of one small call): see kernels/README.md."""

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_lab import Tensor
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 from tinygrad_lab.testing import (
     ForwardCheckError,
     GradcheckError,
@@ -25,12 +25,12 @@ class SquareOffByOne(Function):
 
     element: int
 
-    def forward(self, ctx: Ctx, a: np.ndarray) -> np.ndarray:
-        ctx.save(a)
+    def forward(self, a: np.ndarray) -> np.ndarray:
+        self.save(a)
         return a * a
 
-    def backward(self, ctx: Ctx, g: np.ndarray) -> tuple[np.ndarray]:
-        (a,) = ctx.saved
+    def backward(self, g: np.ndarray) -> tuple[np.ndarray]:
+        (a,) = self.saved
         grad = 2 * a * g
         grad.flat[self.element] += 0.5 * g.flat[self.element]
         return (grad,)

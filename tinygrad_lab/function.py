@@ -1,9 +1,17 @@
 """Function: the base of every differentiable op, and the grad-mode switch.
 
-An op subclasses Function and writes `forward(ctx, *arrays)` and `backward(ctx, grad)` over raw
-arrays. `Function.apply` does the bookkeeping: it builds the node (`Ctx`) that links the output to
-its inputs, records only what backward needs, and undoes broadcasting of the returned gradients.
-No op maths lives here.
+An op subclasses Function and writes `forward(self, *arrays)` and `backward(self, grad)` over raw
+arrays, where `self` is the node of the tape (one per call, built by `Function.apply`):
+
+- keyword parameters of `apply` (axis, shape, ...) are attributes of the node;
+- `self.xp` is the backend's array module and `self.call(name, ...)` runs a named array
+  function (a kernel where one is enabled, else the reference);
+- `self.needs_input_grad[i]` says whether input i needs a gradient (all False when nothing is
+  recorded), so forward saves, with `self.save(...)`, only what backward needs for those inputs;
+- backward reads `self.saved` and returns one gradient per input, None where none is needed.
+
+`Function.apply` links the output to its inputs when a gradient may be needed; Tensor.backward
+undoes broadcasting of the returned gradients. No op maths lives here.
 """
 
 from __future__ import annotations
@@ -50,27 +58,24 @@ def enable_grad() -> Iterator[None]:
 
 
 class Function:
-    """Base of every op, and the node of the tape.
-
-    One instance per op call. Keyword parameters (axis, shape, ...) become attributes; the same
-    object is passed to forward/backward as `ctx` (what they save, the backend, which inputs
-    need gradients), so building a node costs one object, not two.
-    """
+    """Base of every op, and the node of the tape: one instance per op call (see the module
+    docstring). Besides the op's own parameters, a node holds only the attributes below, so
+    those names are taken: backend, recording, saved, parents, needs_input_grad, outputs."""
 
     backend: Backend
     recording: bool
     saved: tuple[Any, ...] | None
     parents: tuple[Tensor, ...]
     needs_input_grad: tuple[bool, ...]
-
-    def __init__(self, **params: Any) -> None:
-        self.__dict__.update(params)
+    outputs: int | None = None
+    """None for a node made by apply; for one made by apply_many, how many tensors forward
+    returned (Tensor.backward then gathers their gradients into one list)."""
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    # --- what forward/backward use through `ctx` ------------------------------------------
+    # --- what forward/backward use ------------------------------------------------------------
     @property
     def xp(self) -> Any:
         """The backend's array module (numpy or cupy)."""
@@ -97,10 +102,10 @@ class Function:
         return size
 
     # --- the maths, written by each op ----------------------------------------------------
-    def forward(self, ctx: Ctx, *arrays: Array) -> Array:
+    def forward(self, *arrays: Array) -> Array:
         raise NotImplementedError
 
-    def backward(self, ctx: Ctx, grad: Array) -> tuple[Array | None, ...]:
+    def backward(self, grad: Array) -> tuple[Array | None, ...]:
         raise NotImplementedError(f"{self.name} has no backward")
 
     @classmethod
@@ -111,40 +116,67 @@ class Function:
             fn.__dict__.update(params)
         first = inputs[0]
         backend = first._backend
-        recording = False
-        for t in inputs:
-            if t._backend is not backend:
-                raise RuntimeError(
-                    f"{cls.__name__}: inputs on different devices ({first.device!r} and "
-                    f"{t.device!r}); move them with .to(device) first"
-                )
-            recording = recording or t.requires_grad
-        recording = recording and _grad_enabled
+        if len(inputs) == 2:  # the common arities spelled out: this runs once per op
+            second = inputs[1]
+            if second._backend is not backend:
+                raise _mixed_devices(cls, first, second)
+            needs = (first.requires_grad, second.requires_grad)
+        elif len(inputs) == 1:
+            needs = (first.requires_grad,)
+        else:
+            for t in inputs:
+                if t._backend is not backend:
+                    raise _mixed_devices(cls, first, t)
+            needs = tuple([t.requires_grad for t in inputs])
+        if _grad_enabled:
+            recording = True in needs
+        else:
+            recording, needs = False, (False,) * len(inputs)
         fn.backend = backend
         fn.recording = recording
         fn.saved = ()
         # known before forward, so an op can skip saving what no gradient will need
-        fn.needs_input_grad = tuple(t.requires_grad for t in inputs) if recording else ()
+        fn.needs_input_grad = needs
         if _observed:
             start = time.perf_counter()
-            out = fn.forward(fn, *[t.data for t in inputs])
+            out = fn.forward(*[t.data for t in inputs])
             backend.synchronize()
             _record(fn, "forward", time.perf_counter() - start, inputs, out)
-        elif len(inputs) == 1:
-            out = fn.forward(fn, first.data)
         elif len(inputs) == 2:
-            out = fn.forward(fn, first.data, inputs[1].data)
+            out = fn.forward(first.data, second.data)
+        elif len(inputs) == 1:
+            out = fn.forward(first.data)
         else:
-            out = fn.forward(fn, *[t.data for t in inputs])
+            out = fn.forward(*[t.data for t in inputs])
         result = _wrap(out, backend, first._device, recording)
         if recording:
             fn.parents = inputs
             result._ctx = fn
         return result
 
+    @classmethod
+    def apply_many(cls, *inputs: Tensor, **params: Any) -> list[Tensor]:
+        """apply for an op whose forward returns a list of arrays: one node, one tensor each.
 
-Ctx = Function
-"""What forward/backward receive as `ctx`: the node itself (see Function)."""
+        Its backward gets a list of gradients, one per output (None for an output no gradient
+        reached), once: Tensor.backward gathers them first.
+        """
+        packed = cls.apply(*inputs, **params)  # forward's list, wrapped as one tensor for now
+        node = packed._ctx
+        outs = [_wrap(a, packed._backend, packed._device, packed.requires_grad)
+                for a in packed.data]
+        if node is not None:
+            node.outputs = len(outs)
+            for index, t in enumerate(outs):
+                t._ctx, t._output = node, index
+        return outs
+
+
+def _mixed_devices(op: type[Function], first: Tensor, other: Tensor) -> RuntimeError:
+    return RuntimeError(
+        f"{op.__name__}: inputs on different devices ({first.device!r} and {other.device!r}); "
+        "move them with .to(device) first"
+    )
 
 
 # --- per-op profiling (DEBUG>=2 prints, tl.profile() collects) ------------------------------
@@ -158,14 +190,15 @@ _wrap: Any = None
 
 def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any) -> None:
     shapes = [tuple(t.shape) for t in inputs] if inputs is not None else []
-    out_shape = tuple(getattr(out, "shape", ()))
+    outs = out if isinstance(out, (list, tuple)) else (out,)  # several for apply_many's ops
+    out_shape = tuple(getattr(outs[0], "shape", ())) if outs else ()
     entry = {
         "op": fn.name,
         "phase": phase,
         "ms": seconds * 1e3,
         "in_shapes": shapes,
         "out_shape": out_shape,
-        "out_bytes": int(getattr(out, "nbytes", 0)),
+        "out_bytes": sum(int(getattr(o, "nbytes", 0)) for o in outs),
         "saved_bytes": fn.saved_bytes(),
         "flops": fn.flops(shapes, out_shape) * (2 if phase == "backward" else 1),
     }
@@ -176,15 +209,16 @@ def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any) -> 
         helpers.log(f"{phase:<8} {fn.name:<16} {shapes} -> {out_shape} {entry['ms']:.3f} ms{extra}")
 
 
-def timed_backward(ctx: Function, grad: Array) -> tuple[Array | None, ...]:
-    """Run a node's backward, recording its time when profiling or DEBUG>=2."""
+def timed_backward(node: Function, grad: Any) -> tuple[Array | None, ...]:
+    """Run a node's backward, recording its time when profiling or DEBUG>=2. `grad` is the
+    output's gradient (a list of them for a node made by apply_many)."""
     if _observed:
         start = time.perf_counter()
-        grads = ctx.backward(ctx, grad)
-        ctx.backend.synchronize()
-        _record(ctx, "backward", time.perf_counter() - start, ctx.parents, grad)
-        return grads
-    return ctx.backward(ctx, grad)
+        in_grads = node.backward(grad)
+        node.backend.synchronize()
+        _record(node, "backward", time.perf_counter() - start, node.parents, grad)
+        return in_grads
+    return node.backward(grad)
 
 
 def summarize(records: list[dict[str, Any]]) -> str:

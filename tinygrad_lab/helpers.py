@@ -1,4 +1,4 @@
-"""Process-wide switches (DEBUG, KERNELS, threads), timers and memory probes.
+"""Process-wide switches (DEBUG, KERNELS, threads) and a memory probe for leak checks.
 
 Read once from the environment at import, changed at run time through the functions here, so
 that the benchmarks and the tests flip exactly the same switches a user does.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 
 
@@ -138,38 +137,6 @@ def apply_thread_env() -> None:
 def log(msg: str) -> None:
     """The one place the engine prints diagnostics (stderr, so stdout stays the user's)."""
     print(msg, file=sys.stderr)
-
-
-class Timer:
-    """`with Timer() as t: ...; t.seconds` — perf_counter based."""
-
-    def __enter__(self) -> Timer:
-        self.start = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (Linux/macOS), 0 where unknown."""
-    try:
-        import resource
-    except ImportError:
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def current_rss_bytes() -> int:
-    """Current resident set size from /proc (Linux), 0 elsewhere."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def live_tensor_bytes() -> int:

@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab import function as _function
-from tinygrad_lab.backends import Array, Backend, get_backend
+from tinygrad_lab.backends import DEFAULT_DEVICE, Array, Backend, get_backend
 from tinygrad_lab.function import Function, timed_backward
-from tinygrad_lab.ops import elementwise as E
-from tinygrad_lab.ops import linalg as L
-from tinygrad_lab.ops import movement as M
-from tinygrad_lab.ops import nn as N
-from tinygrad_lab.ops import reduce as R
-from tinygrad_lab.ops import split as S
+from tinygrad_lab.ops import elementwise, linalg, movement, nn, reduce, split
 from tinygrad_lab.ops.movement import sum_to_shape
 
 Shape = tuple[int, ...]
@@ -45,7 +40,9 @@ class Tensor:
     >>> (x * x).sum().backward(); x.grad.numpy()  # array([2., 4.], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_backend", "_device", "__weakref__")
+    # _output: which output of _ctx this is, set only when _ctx has several (Function.apply_many)
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_output", "_backend", "_device",
+                 "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(
@@ -53,7 +50,7 @@ class Tensor:
         data: Any,
         requires_grad: bool = False,
         dtype: Any = None,
-        device: str = "cpu",
+        device: str = DEFAULT_DEVICE,
     ) -> None:
         backend = get_backend(device)
         if isinstance(data, Tensor):
@@ -67,7 +64,7 @@ class Tensor:
         self.data: Array = arr
         self.grad: Tensor | None = None
         self._backend: Backend = backend
-        self._device: str = backend.name
+        self._device: str = backend.device
         self._ctx: Function | None = None
         self.requires_grad = False
         if requires_grad:
@@ -134,7 +131,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
-        dev = f", device={self.device!r}" if self.device != "cpu" else ""
+        dev = f", device={self.device!r}" if self.device != DEFAULT_DEVICE else ""
         body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=20)
         return f"Tensor({body}, dtype={self.dtype}{dev}{grad})"
 
@@ -167,8 +164,8 @@ class Tensor:
         backend = get_backend(device)
         if backend is self._backend:
             return self
-        moved = M.ToDevice.apply(self, target=backend)
-        moved._backend, moved._device = backend, backend.name
+        moved = movement.ToDevice.apply(self, target=backend)
+        moved._backend, moved._device = backend, backend.device
         return moved
 
     def astype(self, dtype: Any) -> Tensor:
@@ -176,7 +173,7 @@ class Tensor:
             return self
         if np.dtype(dtype).kind != "f":  # integer/bool results carry no gradient: off the tape
             return Tensor._wrap(self.data.astype(dtype), self._backend, self._device, False)
-        return E.Cast.apply(self, dtype=np.dtype(dtype))
+        return elementwise.Cast.apply(self, dtype=np.dtype(dtype))
 
     def float(self) -> Tensor:
         return self.astype(np.float32)
@@ -212,7 +209,16 @@ class Tensor:
             seed = seed.astype(self.dtype, copy=True)
         grads: dict[int, Array] = {id(self): seed}
         leaf_arrays: set[int] = set()
+        # nodes with several outputs (Function.apply_many): their outputs' gradients, gathered
+        # until the walk reaches one of the node's inputs, which comes after all its outputs
+        gathered: dict[int, list[Array | None]] = {}
+        waiting: dict[int, list[Function]] = {}  # input id -> such nodes to run on reaching it
         for node in reversed(_topological_order(self)):
+            if waiting and id(node) in waiting:
+                for fn in waiting.pop(id(node)):
+                    out_grads = gathered.pop(id(fn), None)  # None: run from another input
+                    if out_grads is not None:
+                        _send_to_inputs(fn, timed_backward(fn, out_grads), grads, retain_graph)
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -225,20 +231,15 @@ class Tensor:
                     "backward() through a graph that was already freed; call the first "
                     "backward(retain_graph=True) to walk it twice"
                 )
-            in_grads = timed_backward(ctx, g)
-            for parent, pg, need in zip(ctx.parents, in_grads, ctx.needs_input_grad):
-                if not need or pg is None:
-                    continue
-                if pg.shape != parent.data.shape:
-                    pg = sum_to_shape(ctx.backend, pg, parent.data.shape)
-                if pg.dtype != parent.data.dtype:
-                    pg = pg.astype(parent.data.dtype)
-                key = id(parent)
-                prev = grads.get(key)
-                grads[key] = pg if prev is None else prev + pg
-            if not retain_graph:
-                ctx.saved = None  # type: ignore[assignment]
-                ctx.parents = ()
+            if ctx.outputs is not None:
+                out_grads = gathered.get(id(ctx))
+                if out_grads is None:
+                    out_grads = gathered[id(ctx)] = [None] * ctx.outputs
+                    for parent in ctx.parents:
+                        waiting.setdefault(id(parent), []).append(ctx)
+                out_grads[node._output] = g
+                continue
+            _send_to_inputs(ctx, timed_backward(ctx, g), grads, retain_graph)
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -248,6 +249,7 @@ class Tensor:
         shapes in and out, and the bytes it saved for backward."""
         lines = []
         total = 0
+        counted: set[int] = set()  # a node with several outputs is on the line of each
         for i, node in enumerate(_topological_order(self)):
             ctx = node._ctx
             if ctx is None:
@@ -255,9 +257,12 @@ class Tensor:
                 lines.append(f"{i:>4}  {kind:<20} {node.shape} {node.dtype}")
                 continue
             saved = ctx.saved_bytes()
-            total += saved
+            if id(ctx) not in counted:
+                counted.add(id(ctx))
+                total += saved
             ins = ", ".join(str(p.shape) for p in ctx.parents)
-            lines.append(f"{i:>4}  {ctx.name:<20} ({ins}) -> {node.shape}  saved {saved:,} B")
+            out = f"[{node._output}/{ctx.outputs}]" if ctx.outputs is not None else ""
+            lines.append(f"{i:>4}  {ctx.name + out:<20} ({ins}) -> {node.shape}  saved {saved:,} B")
         lines.append(f"saved for backward: {total:,} bytes")
         return "\n".join(lines)
 
@@ -281,61 +286,65 @@ class Tensor:
             raise
 
     def add(self, other: Any) -> Tensor:
-        return self._binary(E.Add, other)
+        return self._binary(elementwise.Add, other)
 
     def sub(self, other: Any) -> Tensor:
-        return self._binary(E.Sub, other)
+        return self._binary(elementwise.Sub, other)
 
     def mul(self, other: Any) -> Tensor:
-        return self._binary(E.Mul, other)
+        return self._binary(elementwise.Mul, other)
 
     def div(self, other: Any) -> Tensor:
-        return self._binary(E.Div, other)
+        return self._binary(elementwise.Div, other)
 
     def pow(self, exponent: Any) -> Tensor:
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            return E.PowScalar.apply(self, exponent=exponent)
-        return self._binary(E.Pow, exponent)
+            return elementwise.PowScalar.apply(self, exponent=exponent)
+        return self._binary(elementwise.Pow, exponent)
 
     def maximum(self, other: Any) -> Tensor:
-        return self._binary(E.Maximum, other)
+        return self._binary(elementwise.Maximum, other)
 
     def minimum(self, other: Any) -> Tensor:
         return -((-self).maximum(-self._const(other)))
 
     def neg(self) -> Tensor:
-        return E.Neg.apply(self)
+        return elementwise.Neg.apply(self)
 
     def exp(self) -> Tensor:
-        return E.Exp.apply(self)
+        return elementwise.Exp.apply(self)
 
     def log(self) -> Tensor:
-        return E.Log.apply(self)
+        return elementwise.Log.apply(self)
 
     def sqrt(self) -> Tensor:
-        return E.Sqrt.apply(self)
+        return elementwise.Sqrt.apply(self)
 
     def abs(self) -> Tensor:
-        return E.Abs.apply(self)
+        return elementwise.Abs.apply(self)
 
     def tanh(self) -> Tensor:
-        return E.Tanh.apply(self)
+        return elementwise.Tanh.apply(self)
 
     def sigmoid(self) -> Tensor:
-        return E.Sigmoid.apply(self)
+        return elementwise.Sigmoid.apply(self)
 
     def relu(self) -> Tensor:
-        return E.Relu.apply(self)
+        return elementwise.Relu.apply(self)
 
     def gelu(self) -> Tensor:
         """GELU, tanh approximation (as in GPT-2 and BERT)."""
-        return E.Gelu.apply(self)
+        return elementwise.Gelu.apply(self)
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+        """log(1 + exp(beta x)) / beta, x itself where beta x > threshold (PyTorch's)."""
+        return elementwise.Softplus.apply(self, beta=float(beta), threshold=float(threshold))
 
     def square(self) -> Tensor:
         return self * self
 
     def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
-        return E.Clip.apply(self, low=low, high=high)
+        return elementwise.Clip.apply(self, low=low, high=high)
 
     __add__ = add
     __sub__ = sub
@@ -345,19 +354,19 @@ class Tensor:
     __neg__ = neg
 
     def __radd__(self, other: Any) -> Tensor:
-        return self._binary(E.Add, other, reverse=True)
+        return self._binary(elementwise.Add, other, reverse=True)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return self._binary(E.Sub, other, reverse=True)
+        return self._binary(elementwise.Sub, other, reverse=True)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return self._binary(E.Mul, other, reverse=True)
+        return self._binary(elementwise.Mul, other, reverse=True)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return self._binary(E.Div, other, reverse=True)
+        return self._binary(elementwise.Div, other, reverse=True)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return self._binary(E.Pow, other, reverse=True)
+        return self._binary(elementwise.Pow, other, reverse=True)
 
     def __matmul__(self, other: Any) -> Tensor:
         return self.matmul(other)
@@ -368,6 +377,8 @@ class Tensor:
     # --- comparisons: no gradient, boolean results ------------------------------------------
     def _compare(self, other: Any, ufunc: str) -> Tensor:
         other_data = other.data if isinstance(other, Tensor) else other
+        if isinstance(other_data, np.ndarray):  # a host array: onto this tensor's device
+            other_data = self._backend.asarray(other_data)
         try:
             out = getattr(self._backend.xp, ufunc)(self.data, other_data)
         except ValueError:
@@ -399,7 +410,7 @@ class Tensor:
 
     # --- reductions ------------------------------------------------------------------------
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return R.Sum.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+        return reduce.Sum.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
 
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         axes = _as_axes(axis, self.ndim)
@@ -415,7 +426,7 @@ class Tensor:
         return (centred * centred).sum(axes, keepdims) * (1.0 / max(count - ddof, 1))
 
     def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return R.Max.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+        return reduce.Max.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
 
     def min(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         return -((-self).max(axis, keepdims))
@@ -423,7 +434,7 @@ class Tensor:
     # --- movement --------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         new = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        return M.Reshape.apply(self, shape=_resolve_shape(self.shape, new))  # type: ignore[arg-type]
+        return movement.Reshape.apply(self, shape=_resolve_shape(self.shape, new))  # type: ignore[arg-type]
 
     def view(self, *shape: int | Sequence[int]) -> Tensor:
         return self.reshape(*shape)
@@ -436,7 +447,7 @@ class Tensor:
         order = tuple(axes[0]) if len(axes) == 1 and not isinstance(axes[0], int) else axes
         if sorted(int(a) % self.ndim for a in order) != list(range(self.ndim)):  # type: ignore
             raise ValueError(f"permute: {order} is not a permutation of the axes of {self.shape}")
-        return M.Permute.apply(self, axes=tuple(int(a) % self.ndim for a in order))  # type: ignore
+        return movement.Permute.apply(self, axes=tuple(int(a) % self.ndim for a in order))  # type: ignore
 
     def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
         """Swap two axes (the last two by default; a 1-D tensor is returned as is)."""
@@ -455,7 +466,7 @@ class Tensor:
             s if n == -1 else n for s, n in zip((1,) * lead + self.shape, new)  # type: ignore
         )
         _check_broadcast("expand", self.shape, target, result=target)
-        return M.Expand.apply(self, shape=target)
+        return movement.Expand.apply(self, shape=target)
 
     def unsqueeze(self, axis: int) -> Tensor:
         axis = axis % (self.ndim + 1)
@@ -470,19 +481,19 @@ class Tensor:
         return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
 
     def __getitem__(self, index: Any) -> Tensor:
-        return M.GetItem.apply(self, index=_normalise_index(index))
+        return movement.GetItem.apply(self, index=_normalise_index(index, self._backend))
 
     def unbind(self, axis: int = 0) -> list[Tensor]:
         """The slices along `axis`, without it (torch.unbind); one node, O(size) backward."""
-        return S.unbind(self, axis)
+        return split.unbind(self, axis)
 
     def chunk(self, chunks: int, axis: int = 0) -> list[Tensor]:
         """Pieces of ceil(n / chunks) along `axis` (torch.chunk); one node, O(size) backward."""
-        return S.chunk(self, chunks, axis)
+        return split.chunk(self, chunks, axis)
 
     def pad(self, widths: Sequence[tuple[int, int]]) -> Tensor:
         """Zero padding, NumPy's pad_width convention (one (before, after) pair per axis)."""
-        return M.Pad.apply(self, widths=tuple((int(a), int(b)) for a, b in widths))
+        return movement.Pad.apply(self, widths=tuple((int(a), int(b)) for a, b in widths))
 
     # --- linear algebra ---------------------------------------------------------------------
     def matmul(self, other: Any) -> Tensor:
@@ -504,7 +515,7 @@ class Tensor:
                 "the second)"
             )
         try:
-            out = L.MatMul.apply(a, b)
+            out = linalg.MatMul.apply(a, b)
         except ValueError:
             try:
                 _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
@@ -522,19 +533,19 @@ class Tensor:
 
     # --- nn --------------------------------------------------------------------------------
     def softmax(self, axis: int = -1) -> Tensor:
-        return N.Softmax.apply(self, axis=_one_axis("softmax", axis, self.ndim))
+        return nn.Softmax.apply(self, axis=_one_axis("softmax", axis, self.ndim))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return N.LogSoftmax.apply(self, axis=_one_axis("log_softmax", axis, self.ndim))
+        return nn.LogSoftmax.apply(self, axis=_one_axis("log_softmax", axis, self.ndim))
 
     # --- constructors ------------------------------------------------------------------------
     @staticmethod
-    def zeros(*shape: int, dtype: Any = np.float32, device: str = "cpu",
+    def zeros(*shape: int, dtype: Any = np.float32, device: str = DEFAULT_DEVICE,
               requires_grad: bool = False) -> Tensor:
         return _filled(shape, 0.0, dtype, device, requires_grad)
 
     @staticmethod
-    def ones(*shape: int, dtype: Any = np.float32, device: str = "cpu",
+    def ones(*shape: int, dtype: Any = np.float32, device: str = DEFAULT_DEVICE,
              requires_grad: bool = False) -> Tensor:
         return _filled(shape, 1.0, dtype, device, requires_grad)
 
@@ -563,7 +574,7 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
             raise ValueError(
                 f"cat: shapes {tensors[0].shape} and {t.shape} differ outside axis {axis}"
             )
-    return M.Concatenate.apply(*tensors, axis=axis)
+    return movement.Concatenate.apply(*tensors, axis=axis)
 
 
 concatenate = cat
@@ -590,7 +601,7 @@ def where(condition: Tensor | Array, x: Any, y: Any) -> Tensor:
     cond = Tensor._wrap(cond.data.astype(bool, copy=False), ref._backend, ref.device, False)
     a, b = ref._const(x), ref._const(y)
     try:
-        return E.Where.apply(cond, a, b)
+        return elementwise.Where.apply(cond, a, b)
     except ValueError:
         _check_broadcast("where", cond.shape, a.shape)
         _check_broadcast("where", np.broadcast_shapes(cond.shape, a.shape), b.shape)
@@ -601,7 +612,7 @@ def _filled(shape: Iterable[Any], value: float, dtype: Any, device: str, rg: boo
     dims = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else tuple(shape)  # type: ignore
     backend = get_backend(device)
     arr = backend.xp.full(dims, value, dtype=dtype)
-    t = Tensor._wrap(arr, backend, backend.name, False)
+    t = Tensor._wrap(arr, backend, backend.device, False)
     if rg:
         t.requires_grad_(True)
     return t
@@ -627,6 +638,25 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                 if parent.requires_grad and id(parent) not in visited:
                     stack.append((parent, False))
     return order
+
+
+def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dict[int, Array],
+                    retain_graph: bool) -> None:
+    """Add a node's input gradients into `grads`, summed back to each input's shape and cast to
+    its dtype; then free what the node saved, unless the graph is to be walked again."""
+    for parent, pg, need in zip(node.parents, in_grads, node.needs_input_grad):
+        if not need or pg is None:
+            continue
+        if pg.shape != parent.data.shape:
+            pg = sum_to_shape(node.backend, pg, parent.data.shape)
+        if pg.dtype != parent.data.dtype:
+            pg = pg.astype(parent.data.dtype)
+        key = id(parent)
+        prev = grads.get(key)
+        grads[key] = pg if prev is None else prev + pg
+    if not retain_graph:
+        node.saved = None  # type: ignore[assignment]
+        node.parents = ()
 
 
 def _accumulate_leaf(leaf: Tensor, g: Array, seen: set[int]) -> None:
@@ -673,12 +703,12 @@ def _resolve_shape(old: Shape, new: Sequence[int]) -> Shape:
     return new
 
 
-def _normalise_index(index: Any) -> Any:
-    """Tensors inside an index become arrays; lists become integer arrays."""
+def _normalise_index(index: Any, backend: Backend) -> Any:
+    """Tensors, lists and NumPy arrays inside an index become arrays on `backend`'s device."""
     if isinstance(index, tuple):
-        return tuple(_normalise_index(i) for i in index)
+        return tuple(_normalise_index(i, backend) for i in index)
     if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, list):
-        return np.asarray(index)
+        return index.data if index._backend is backend else backend.asarray(index.numpy())
+    if isinstance(index, (list, np.ndarray)):
+        return backend.asarray(index)
     return index

@@ -36,7 +36,9 @@ def reference_function(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
 
 def array_module(x: Array) -> Any:
-    """numpy for NumPy arrays, cupy for CuPy arrays: lets one reference body serve both."""
+    """numpy for NumPy arrays, cupy for CuPy arrays: lets one reference body serve both. Another
+    array type names its module with `__array_namespace__` (the array API's hook), as the test
+    stand-in device's arrays do (tinygrad_lab.testing.standin)."""
     if type(x) is _ndarray:
         return _numpy
     module = type(x).__module__
@@ -44,17 +46,17 @@ def array_module(x: Array) -> Any:
         import cupy
 
         return cupy
-    import numpy
-
-    return numpy
+    namespace = getattr(x, "__array_namespace__", None)
+    return namespace() if namespace is not None else _numpy
 
 
 class Backend:
     """What an op may ask of a device: its array module and named array functions."""
 
-    name: str = "?"
+    name: str = "?"  # the device type, a key of tinygrad_lab.backends.DEVICES
+    device: str = "?"  # the full device name ("cpu", "cuda:1"), set by get_backend
+    index: int = 0  # which device of the type, set by get_backend
     xp: Any = None
-    kernel_device: str = "cpu"  # which folder of tinygrad_lab.kernels serves this backend
 
     def __init__(self) -> None:
         self._resolved: dict[str, Callable[..., Any]] = {}
@@ -73,20 +75,22 @@ class Backend:
         return fn
 
     def _lookup(self, name: str) -> Callable[..., Any]:
-        kernel = None
-        if helpers.kernels_enabled():
-            from tinygrad_lab.kernels import lookup
-
-            kernel = lookup(name, self.kernel_device)
-        if kernel is not None:
-            return self.wrap_kernel(kernel)
         if name not in REFERENCES:
             raise KeyError(f"no reference function registered under {name!r}")
+        kernel = None
+        if helpers.kernels_enabled():
+            from tinygrad_lab.backends import DEVICES
+
+            kernel = DEVICES[self.name].kernel(name)
+        if kernel is not None:
+            return self.wrap_kernel(kernel, REFERENCES[name])
         return REFERENCES[name]
 
-    def wrap_kernel(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
-        """Adapt a kernel to the backend's calling contract (e.g. contiguous inputs)."""
-        return kernel
+    def wrap_kernel(self, kernel: Callable[..., Any],
+                    reference: Callable[..., Any]) -> Callable[..., Any]:
+        """Adapt a kernel to the backend's calling contract: the reference of the same name runs
+        whenever the kernel returns NotImplemented (inputs it does not take)."""
+        return with_fallback(kernel, reference)
 
     def call(self, name: str, *args: Any, **kw: Any) -> Any:
         fn = self._resolved.get(name) or self.resolve(name)
@@ -105,6 +109,32 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); timers call it."""
+
+
+def with_fallback(kernel: Callable[..., Any], reference: Callable[..., Any],
+                  prepare: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+    """kernel(*args), or reference(*args) when the kernel returns NotImplemented.
+
+    This is how kernels fall back: a kernel module imports only NumPy, Numba and other kernels,
+    and answers NotImplemented for what it does not take (another dtype, an axis other than the
+    last, too small to pay); the backend, which knows the references, runs the reference then.
+    `prepare` maps each positional argument before the kernel sees it (the CPU backend makes
+    arrays C-contiguous); the reference gets the arguments as given.
+    """
+    if prepare is None:
+
+        def call_kernel(*args: Any, **kw: Any) -> Any:
+            out = kernel(*args, **kw)
+            return reference(*args, **kw) if out is NotImplemented else out
+    else:
+
+        def call_kernel(*args: Any, **kw: Any) -> Any:
+            out = kernel(*[prepare(a) for a in args], **kw)
+            return reference(*args, **kw) if out is NotImplemented else out
+
+    call_kernel.__name__ = getattr(kernel, "__name__", "kernel")
+    call_kernel.__wrapped__ = kernel  # type: ignore[attr-defined]
+    return call_kernel
 
 
 def _logged(backend: Backend, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.backends.base import Array, Backend
+from tinygrad_lab.backends.base import Array, Backend, with_fallback
 
 
 def _contiguous(x: Any) -> Any:
@@ -44,20 +44,15 @@ def keep_freed_memory() -> bool:
 class CPUBackend(Backend):
     name = "cpu"
     xp = np
-    kernel_device = "cpu"
 
     def __init__(self) -> None:
         super().__init__()
-        self.malloc_tuned = keep_freed_memory()
+        keep_freed_memory()
 
-    def wrap_kernel(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap_kernel(self, kernel: Callable[..., Any],
+                    reference: Callable[..., Any]) -> Callable[..., Any]:
         # Kernels may assume C-contiguous arrays (their contract); make that true here, once.
-        def contiguous_call(*args: Any, **kw: Any) -> Any:
-            return kernel(*[_contiguous(a) for a in args], **kw)
-
-        contiguous_call.__name__ = getattr(kernel, "__name__", "kernel")
-        contiguous_call.__wrapped__ = kernel  # type: ignore[attr-defined]
-        return contiguous_call
+        return with_fallback(kernel, reference, prepare=_contiguous)
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         return np.asarray(data, dtype=dtype)

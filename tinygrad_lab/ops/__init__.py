@@ -5,15 +5,28 @@ tinygrad_lab/backends/base.py), so kernels always have a reference to fall back 
 checked against.
 """
 
-from tinygrad_lab.ops import attention, elementwise, linalg, movement, nn, norm, reduce
+from tinygrad_lab.ops import (
+    attention,
+    conv,
+    elementwise,
+    embedding,
+    linalg,
+    movement,
+    nn,
+    norm,
+    reduce,
+    split,
+)
 
-__all__ = ["elementwise", "linalg", "movement", "nn", "reduce"]
-__all__ += ["attention", "norm"]
-
-from tinygrad_lab.ops import conv  # noqa: E402
-
-__all__ += ["conv"]
-
-from tinygrad_lab.ops import embedding, split  # noqa: E402
-
-__all__ += ["embedding", "split"]
+__all__ = [
+    "attention",
+    "conv",
+    "elementwise",
+    "embedding",
+    "linalg",
+    "movement",
+    "nn",
+    "norm",
+    "reduce",
+    "split",
+]

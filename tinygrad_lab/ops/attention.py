@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 class MaskedSoftmax(Function):
@@ -29,14 +29,14 @@ class MaskedSoftmax(Function):
     causal: bool
     mask: Array | None
 
-    def forward(self, ctx: Ctx, scores: Array) -> Array:
-        y = ctx.call("masked_softmax_forward", scores, self.scale, self.causal, self.mask)
-        ctx.save(y)
+    def forward(self, scores: Array) -> Array:
+        y = self.call("masked_softmax_forward", scores, self.scale, self.causal, self.mask)
+        self.save(y)
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (y,) = ctx.saved
-        return (ctx.call("masked_softmax_backward", g, y, self.scale),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (y,) = self.saved
+        return (self.call("masked_softmax_backward", g, y, self.scale),)
 
 
 class QKVAttention(Function):
@@ -56,7 +56,7 @@ class QKVAttention(Function):
     cos: Array | None
     sin: Array | None
 
-    def forward(self, ctx: Ctx, qkv: Array) -> Array:
+    def forward(self, qkv: Array) -> Array:
         b, t, c3 = qkv.shape
         h = self.num_heads
         d = c3 // (3 * h)
@@ -67,19 +67,19 @@ class QKVAttention(Function):
             k = k * self.cos + _rotate_pairs(k) * self.sin
         scale = 1.0 / float(np.sqrt(d))
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
-        p = ctx.call("masked_softmax_forward", scores, scale, self.causal, self.mask)
-        ctx.save(q, k, v, p)
+        p = self.call("masked_softmax_forward", scores, scale, self.causal, self.mask)
+        self.save(q, k, v, p)
         y = p @ v  # (B, H, T, D)
         return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        q, k, v, p = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        q, k, v, p = self.saved
         b, h, t, d = q.shape
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
-        dqkv = ctx.xp.empty((b, t, 3, h, d), dtype=g.dtype)
+        dqkv = self.xp.empty((b, t, 3, h, d), dtype=g.dtype)
         dqkv[:, :, 2] = (p.swapaxes(-1, -2) @ gy).transpose(0, 2, 1, 3)  # dv (B, T, H, D)
         dp = gy @ v.swapaxes(-1, -2)  # (B, H, T, T)
-        ds = ctx.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
+        ds = self.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
         dq = ds @ k  # (B, H, T, D)
         dk = ds.swapaxes(-1, -2) @ q  # (B, H, T, D)
         if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
@@ -101,10 +101,10 @@ class Rotary(Function):
     cos: Array
     sin: Array
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
+    def forward(self, x: Array) -> Array:
         return x * self.cos + _rotate_pairs(x) * self.sin
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+    def backward(self, g: Array) -> tuple[Array]:
         return (g * self.cos - _rotate_pairs(g * self.sin),)
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.backends import REFERENCES, Array, array_module, reference_function
+from tinygrad_lab.function import Function
 from tinygrad_lab.ops import elementwise
 from tinygrad_lab.ops.linalg import bias_act_forward
 
@@ -50,8 +50,8 @@ def _pad_hw(xp: Any, x: Array, padding: Pair, value: float = 0.0) -> Array:
 class Conv2d(Function):
     """y[n, o] = act(b[o] + sum_{c in group(o), kh, kw} w[o, c, kh, kw] x[n, c, ...window...]).
 
-    x (N, C, H, W), w (O, C/G, KH, KW), b (O,) -> y (N, O, OH, OW); activation None, 'relu',
-    'tanh' or 'sigmoid' (one node, like the dense layer's). Forward: cols = im2col(x),
+    x (N, C, H, W), w (O, C/G, KH, KW), b (O,) -> y (N, O, OH, OW); activation None or a name
+    in elementwise.ACTIVATIONS (one node, like the dense layer's). Forward: cols = im2col(x),
     y = W @ cols. Backward, with g2 = act'(g) as (O, N*L): gw = g2 @ cols^T, gb = row sums of
     g2, gx = col2im(W^T @ g2). Saves cols (not x), so backward does no second im2col.
     """
@@ -63,49 +63,56 @@ class Conv2d(Function):
     groups: int
     activation: str | None
 
-    def forward(self, ctx: Ctx, x: Array, w: Array, b: Array | None = None) -> Array:
+    def forward(self, x: Array, w: Array, b: Array | None = None) -> Array:
         n, _, h, wd = x.shape
         o, g = w.shape[0], self.groups
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
             self.kernel_size, self.stride, self.padding, self.dilation)
         oh, ow = output_size(h, kh, sh, ph, dh), output_size(wd, kw, sw, pw, dw)
-        cols = ctx.call("im2col", x, self.kernel_size, self.stride, self.padding, self.dilation)
+        cols = self.call("im2col", x, self.kernel_size, self.stride, self.padding, self.dilation)
         if g == 1:
             y = w.reshape(o, -1) @ cols  # (O, N*L)
         else:
             y = w.reshape(g, o // g, -1) @ cols.reshape(g, -1, n * oh * ow)  # (G, O/G, N*L)
-        out = ctx.call("conv2d_bias_act_forward", y.reshape(o, n * oh * ow), b, self.activation,
-                       (n, o, oh, ow))
-        ctx.save(cols, w, x.shape, out if self.activation else None)
+        act = self.activation
+        if act and elementwise.ACTIVATIONS[act].keeps == "input":  # its backward needs the input
+            kept = self.call("conv2d_bias_act_forward", y.reshape(o, n * oh * ow), b, None,
+                             (n, o, oh, ow))
+            out = self.call(f"{act}_forward", kept)
+        else:
+            out = self.call("conv2d_bias_act_forward", y.reshape(o, n * oh * ow), b, act,
+                            (n, o, oh, ow))
+            kept = out if act else None
+        need_x, need_w = self.needs_input_grad[:2]
+        # gw needs cols, gx needs w: a frozen layer keeps no cols, an input layer no weights
+        self.save(cols if need_w else None, w if need_x else None, x.shape, w.shape, kept)
         return out
 
-    def backward(self, ctx: Ctx, gy: Array) -> tuple[Array | None, ...]:
-        cols, w, x_shape, out = ctx.saved
+    def backward(self, gy: Array) -> tuple[Array | None, ...]:
+        cols, w, x_shape, w_shape, kept = self.saved
         n, o, oh, ow = gy.shape
         g = self.groups
-        need_x, need_w = ctx.needs_input_grad[:2]
-        g2, gb = ctx.call("conv2d_bias_act_backward", gy, out, self.activation)  # (O, N*L), (O,)
+        need_x, need_w = self.needs_input_grad[:2]
+        g2, gb = self.call("conv2d_bias_act_backward", gy, kept, self.activation)  # (O, N*L), (O,)
         gx = gw = None
         if g == 1:
             if need_w:
-                gw = (g2 @ cols.T).reshape(w.shape)
+                gw = (g2 @ cols.T).reshape(w_shape)
             if need_x:
                 gcols = w.reshape(o, -1).T @ g2  # (C*KH*KW, N*L)
         else:
             g3 = g2.reshape(g, o // g, -1)  # (G, O/G, N*L)
             if need_w:
-                gw = (g3 @ cols.reshape(g, -1, n * oh * ow).transpose(0, 2, 1)).reshape(w.shape)
+                gw = (g3 @ cols.reshape(g, -1, n * oh * ow).transpose(0, 2, 1)).reshape(w_shape)
             if need_x:
-                gcols = (w.reshape(g, o // g, -1).transpose(0, 2, 1) @ g3).reshape(cols.shape)
+                gcols = w.reshape(g, o // g, -1).transpose(0, 2, 1) @ g3  # (G, C/G*KH*KW, N*L)
+                gcols = gcols.reshape(-1, n * oh * ow)  # (C*KH*KW, N*L)
         if need_x:
-            gx = ctx.call("col2im", gcols, x_shape, self.kernel_size, self.stride, self.padding,
-                          self.dilation)
-        if len(ctx.needs_input_grad) == 3:
-            return gx, gw, (gb if ctx.needs_input_grad[2] else None)
+            gx = self.call("col2im", gcols, x_shape, self.kernel_size, self.stride, self.padding,
+                           self.dilation)
+        if len(self.needs_input_grad) == 3:
+            return gx, gw, (gb if self.needs_input_grad[2] else None)
         return gx, gw
-
-
-CONV_ACTIVATIONS = (None, "relu", "tanh", "sigmoid")
 
 
 @reference_function("conv2d_bias_act_forward")
@@ -124,14 +131,15 @@ def conv2d_bias_act_forward(y: Array, b: Array | None, activation: str | None,
 
 
 @reference_function("conv2d_bias_act_backward")
-def conv2d_bias_act_backward(g: Array, out: Array | None,
+def conv2d_bias_act_backward(g: Array, kept: Array | None,
                              activation: str | None) -> tuple[Array, Array]:
-    """g (N, O, OH, OW), the forward output (when activation) -> (g2, gb): g2 = act'(g) as
-    (O, N*L), gb (O,) its row sums (the bias gradient)."""
+    """g (N, O, OH, OW), and what the activation keeps (its output, or for gelu and softplus the
+    biased input; None without activation) -> (g2, gb): g2 = act'(g) as (O, N*L), gb (O,) its
+    row sums (the bias gradient)."""
     xp = array_module(g)
     n, o, oh, ow = g.shape
     if activation:
-        g = getattr(elementwise, f"{activation}_backward")(g, out)
+        g = REFERENCES[f"{activation}_backward"](g, kept)
     g2 = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, n * oh * ow)  # (O, N*L)
     return g2, g2.sum(axis=1)
 
@@ -188,14 +196,14 @@ class MaxPool2d(Function):
     stride: Pair
     padding: Pair
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
-        y, idx = ctx.call("maxpool2d_forward", x, self.kernel_size, self.stride, self.padding)
-        ctx.save(idx, x.shape)
+    def forward(self, x: Array) -> Array:
+        y, idx = self.call("maxpool2d_forward", x, self.kernel_size, self.stride, self.padding)
+        self.save(idx, x.shape)
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        idx, x_shape = ctx.saved
-        return (ctx.call("maxpool2d_backward", g, idx, x_shape),)
+    def backward(self, g: Array) -> tuple[Array]:
+        idx, x_shape = self.saved
+        return (self.call("maxpool2d_backward", g, idx, x_shape),)
 
 
 class AvgPool2d(Function):
@@ -206,14 +214,14 @@ class AvgPool2d(Function):
     stride: Pair
     padding: Pair
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
-        ctx.save(x.shape)
-        return ctx.call("avgpool2d_forward", x, self.kernel_size, self.stride, self.padding)
+    def forward(self, x: Array) -> Array:
+        self.save(x.shape)
+        return self.call("avgpool2d_forward", x, self.kernel_size, self.stride, self.padding)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (x_shape,) = ctx.saved
-        return (ctx.call("avgpool2d_backward", g, x_shape, self.kernel_size, self.stride,
-                         self.padding),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (x_shape,) = self.saved
+        return (self.call("avgpool2d_backward", g, x_shape, self.kernel_size, self.stride,
+                          self.padding),)
 
 
 def _pool_windows(xp: Any, x: Array, kernel_size: Pair, stride: Pair, padding: Pair,

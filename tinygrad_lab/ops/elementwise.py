@@ -6,69 +6,69 @@ reference body; the references below are the definition of the maths.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 class Add(Function):
     """z = a + b;  dz/da = 1, dz/db = 1."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
+    def forward(self, a: Array, b: Array) -> Array:
         return a + b
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, Array]:
+    def backward(self, g: Array) -> tuple[Array, Array]:
         return g, g
 
 
 class Sub(Function):
     """z = a - b;  dz/da = 1, dz/db = -1."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
+    def forward(self, a: Array, b: Array) -> Array:
         return a - b
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, Array | None]:
-        return g, (-g if ctx.needs_input_grad[1] else None)
+    def backward(self, g: Array) -> tuple[Array, Array | None]:
+        return g, (-g if self.needs_input_grad[1] else None)
 
 
 class Mul(Function):
     """z = a * b;  dz/da = b, dz/db = a."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
-        ctx.save(a, b)
+    def forward(self, a: Array, b: Array) -> Array:
+        need_a, need_b = self.needs_input_grad
+        self.save(b if need_a else None, a if need_b else None)  # x * const keeps const only
         return a * b
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
-        a, b = ctx.saved
-        need_a, need_b = ctx.needs_input_grad
-        return (g * b if need_a else None), (g * a if need_b else None)
+    def backward(self, g: Array) -> tuple[Array | None, Array | None]:
+        b, a = self.saved
+        return (g * b if b is not None else None), (g * a if a is not None else None)
 
 
 class Div(Function):
     """z = a / b;  dz/da = 1/b, dz/db = -a/b**2 = -z/b."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
+    def forward(self, a: Array, b: Array) -> Array:
         z = a / b
-        ctx.save(b, z)
+        self.save(b, z if self.needs_input_grad[1] else None)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
-        b, z = ctx.saved
-        need_a, need_b = ctx.needs_input_grad
-        ga = g / b if need_a else None
-        return ga, (-(ga if ga is not None else g / b) * z if need_b else None)
+    def backward(self, g: Array) -> tuple[Array | None, Array | None]:
+        b, z = self.saved
+        g_over_b = g / b
+        return (g_over_b if self.needs_input_grad[0] else None), (
+            -g_over_b * z if z is not None else None)
 
 
 class Neg(Function):
     """z = -a."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
+    def forward(self, a: Array) -> Array:
         return -a
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+    def backward(self, g: Array) -> tuple[Array]:
         return (-g,)
 
 
@@ -77,17 +77,17 @@ class PowScalar(Function):
 
     exponent: float
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a)
+    def forward(self, a: Array) -> Array:
+        self.save(a)
         if self.exponent == 2:
             return a * a
         return a**self.exponent
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (a,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
         p = self.exponent
         if p == 0:  # d(a**0)/da = 0 everywhere; p * a**-1 would give nan at a = 0
-            return (ctx.xp.zeros_like(a),)
+            return (self.xp.zeros_like(a),)
         if p == 2:
             return (g * 2 * a,)
         return (g * p * a ** (p - 1),)
@@ -96,67 +96,67 @@ class PowScalar(Function):
 class Pow(Function):
     """z = a ** b;  dz/da = b * a**(b-1),  dz/db = z * log(a) (a > 0 where b needs a gradient)."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
+    def forward(self, a: Array, b: Array) -> Array:
         z = a**b
-        ctx.save(a, b, z)
+        need_a, need_b = self.needs_input_grad
+        self.save(a, b if need_a else None, z if need_b else None)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
-        a, b, z = ctx.saved
-        need_a, need_b = ctx.needs_input_grad
-        ga = g * b * a ** (b - 1) if need_a else None
-        gb = g * z * ctx.xp.log(a) if need_b else None
+    def backward(self, g: Array) -> tuple[Array | None, Array | None]:
+        a, b, z = self.saved
+        ga = g * b * a ** (b - 1) if b is not None else None
+        gb = g * z * self.xp.log(a) if z is not None else None
         return ga, gb
 
 
 class Exp(Function):
     """z = exp(a);  dz/da = z."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        z = ctx.xp.exp(a)
-        ctx.save(z)
+    def forward(self, a: Array) -> Array:
+        z = self.xp.exp(a)
+        self.save(z)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (z,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (z,) = self.saved
         return (g * z,)
 
 
 class Log(Function):
     """z = log(a);  dz/da = 1/a."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a)
-        return ctx.xp.log(a)
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.xp.log(a)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (a,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
         return (g / a,)
 
 
 class Sqrt(Function):
     """z = sqrt(a);  dz/da = 1 / (2 z)."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        z = ctx.xp.sqrt(a)
-        ctx.save(z)
+    def forward(self, a: Array) -> Array:
+        z = self.xp.sqrt(a)
+        self.save(z)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (z,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (z,) = self.saved
         return (g / (2 * z),)
 
 
 class Abs(Function):
     """z = |a|;  dz/da = sign(a) (0 at 0, as NumPy's sign)."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a)
-        return ctx.xp.abs(a)
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.xp.abs(a)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (a,) = ctx.saved
-        return (g * ctx.xp.sign(a),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (g * self.xp.sign(a),)
 
 
 class Clip(Function):
@@ -165,13 +165,13 @@ class Clip(Function):
     low: float | None
     high: float | None
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a)
-        return ctx.xp.clip(a, self.low, self.high)
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.xp.clip(a, self.low, self.high)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (a,) = ctx.saved
-        inside = ctx.xp.ones(a.shape, dtype=bool)
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        inside = self.xp.ones(a.shape, dtype=bool)
         if self.low is not None:
             inside &= a >= self.low
         if self.high is not None:
@@ -182,28 +182,31 @@ class Clip(Function):
 class Maximum(Function):
     """z = max(a, b);  the gradient goes to the larger input, split evenly on ties."""
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
-        z = ctx.xp.maximum(a, b)
-        ctx.save(a, b)
+    def forward(self, a: Array, b: Array) -> Array:
+        z = self.xp.maximum(a, b)
+        self.save(a, b)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, Array]:
-        a, b = ctx.saved
+    def backward(self, g: Array) -> tuple[Array | None, Array | None]:
+        a, b = self.saved  # both, for either gradient: who wins decides the share
+        need_a, need_b = self.needs_input_grad
         share_a = (a > b) + 0.5 * (a == b)
-        return g * share_a, g * (1.0 - share_a)
+        return (g * share_a if need_a else None), (g * (1.0 - share_a) if need_b else None)
 
 
 class Where(Function):
     """z = cond ? a : b;  no gradient to cond."""
 
-    def forward(self, ctx: Ctx, cond: Array, a: Array, b: Array) -> Array:
-        ctx.save(cond)
-        return ctx.xp.where(cond, a, b)
+    def forward(self, cond: Array, a: Array, b: Array) -> Array:
+        self.save(cond)
+        return self.xp.where(cond, a, b)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[None, Array, Array]:
-        (cond,) = ctx.saved
-        zero = ctx.xp.zeros((), dtype=g.dtype)
-        return None, ctx.xp.where(cond, g, zero), ctx.xp.where(cond, zero, g)
+    def backward(self, g: Array) -> tuple[None, Array | None, Array | None]:
+        (cond,) = self.saved
+        _, need_a, need_b = self.needs_input_grad
+        zero = self.xp.zeros((), dtype=g.dtype)
+        return (None, self.xp.where(cond, g, zero) if need_a else None,
+                self.xp.where(cond, zero, g) if need_b else None)
 
 
 class Cast(Function):
@@ -211,10 +214,10 @@ class Cast(Function):
 
     dtype: Any
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
+    def forward(self, a: Array) -> Array:
         return a.astype(self.dtype)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+    def backward(self, g: Array) -> tuple[Array]:
         return (g,)
 
 
@@ -222,52 +225,68 @@ class Cast(Function):
 class Relu(Function):
     """z = max(a, 0);  dz/da = 1 where z > 0 (0 at the kink)."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        z = ctx.call("relu_forward", a)
-        ctx.save(z)
+    def forward(self, a: Array) -> Array:
+        z = self.call("relu_forward", a)
+        self.save(z)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (z,) = ctx.saved
-        return (ctx.call("relu_backward", g, z),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (z,) = self.saved
+        return (self.call("relu_backward", g, z),)
 
 
 class Tanh(Function):
     """z = tanh(a);  dz/da = 1 - z**2, so only the output is saved."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        z = ctx.call("tanh_forward", a)
-        ctx.save(z)
+    def forward(self, a: Array) -> Array:
+        z = self.call("tanh_forward", a)
+        self.save(z)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (z,) = ctx.saved
-        return (ctx.call("tanh_backward", g, z),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (z,) = self.saved
+        return (self.call("tanh_backward", g, z),)
 
 
 class Sigmoid(Function):
     """z = 1 / (1 + exp(-a));  dz/da = z (1 - z)."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        z = ctx.call("sigmoid_forward", a)
-        ctx.save(z)
+    def forward(self, a: Array) -> Array:
+        z = self.call("sigmoid_forward", a)
+        self.save(z)
         return z
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (z,) = ctx.saved
-        return (ctx.call("sigmoid_backward", g, z),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (z,) = self.saved
+        return (self.call("sigmoid_backward", g, z),)
 
 
 class Gelu(Function):
     """z = 0.5 a (1 + tanh(k (a + 0.044715 a**3))), k = sqrt(2/pi): the tanh approximation."""
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a)
-        return ctx.call("gelu_forward", a)
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("gelu_forward", a)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (a,) = ctx.saved
-        return (ctx.call("gelu_backward", g, a),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("gelu_backward", g, a),)
+
+
+class Softplus(Function):
+    """z = log(1 + exp(beta a)) / beta, and z = a where beta a > threshold (PyTorch's softplus);
+    dz/da = sigmoid(beta a), 1 above the threshold. Saves the input (the derivative needs it)."""
+
+    beta: float
+    threshold: float
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("softplus_forward", a, self.beta, self.threshold)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("softplus_backward", g, a, self.beta, self.threshold),)
 
 
 GELU_K = float(np.sqrt(2.0 / np.pi))
@@ -318,3 +337,49 @@ def gelu_backward(g: Array, x: Array) -> Array:
     t = xp.tanh(GELU_K * (x + 0.044715 * x**3))
     dt = (1 - t * t) * GELU_K * (1 + 3 * 0.044715 * x * x)
     return (g * (0.5 * (1 + t) + 0.5 * x * dt)).astype(g.dtype, copy=False)
+
+
+@reference_function("softplus_forward")
+def softplus_forward(x: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
+    xp = array_module(x)
+    z = beta * x
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exp of a non-positive number only, no overflow
+    soft = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+    return xp.where(z > threshold, x, soft).astype(x.dtype, copy=False)
+
+
+@reference_function("softplus_backward")
+def softplus_backward(g: Array, x: Array, beta: float = 1.0, threshold: float = 20.0) -> Array:
+    z = beta * x
+    return (g * array_module(x).where(z > threshold, 1, sigmoid_forward(z))).astype(
+        g.dtype, copy=False)
+
+
+# --- the activation registry: every list of activation names is derived from it ---------------
+class Activation(NamedTuple):
+    """A registered activation: its op (`Tensor.<name>` applies it), and what its named backward
+    `<name>_backward(g, kept)` takes, the op's "output" or its "input". The fused epilogues of
+    Linear and Conv2d run `<name>_forward` / `<name>_backward` with the op's default parameters,
+    and keep `kept` for backward."""
+
+    op: type[Function]
+    keeps: str
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(Relu, "output"),
+    "tanh": Activation(Tanh, "output"),
+    "sigmoid": Activation(Sigmoid, "output"),
+    "gelu": Activation(Gelu, "input"),
+    "softplus": Activation(Softplus, "input"),
+}
+"""name -> Activation: what `activation=` accepts (nn.Linear, nn.Conv2d, F.linear, F.conv2d,
+keras Dense and Activation), and the functions of nn.functional of the same names."""
+
+
+def check_activation(activation: str | None, caller: str, also: tuple[str, ...] = ()) -> None:
+    """Raise ValueError naming the choices unless `activation` is None, registered, or one of
+    the caller's own names `also` (Keras' 'linear' and 'softmax')."""
+    if activation is not None and activation not in ACTIVATIONS and activation not in also:
+        raise ValueError(f"{caller}: unknown activation {activation!r}; choose from None, "
+                         + ", ".join(repr(name) for name in (*also, *ACTIVATIONS)))

@@ -12,7 +12,7 @@ gets zero. Both halves are named array functions with a Numba kernel in kernels/
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 class Embedding(Function):
@@ -23,13 +23,13 @@ class Embedding(Function):
 
     ids: Array
 
-    def forward(self, ctx: Ctx, weight: Array) -> Array:
-        ctx.save(weight.shape[0])
-        return ctx.call("embedding_forward", weight, self.ids)
+    def forward(self, weight: Array) -> Array:
+        self.save(weight.shape[0])
+        return self.call("embedding_forward", weight, self.ids)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (num_embeddings,) = ctx.saved
-        return (ctx.call("embedding_backward", g, self.ids, num_embeddings),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (num_embeddings,) = self.saved
+        return (self.call("embedding_backward", g, self.ids, num_embeddings),)
 
 
 def check_ids(ids: Array, num_embeddings: int) -> None:

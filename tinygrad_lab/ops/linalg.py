@@ -6,8 +6,9 @@ them: the bias add and the activation of a dense layer, in one named array funct
 
 from __future__ import annotations
 
-from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.backends import REFERENCES, Array, reference_function
+from tinygrad_lab.function import Function
+from tinygrad_lab.ops.elementwise import ACTIVATIONS, check_activation
 
 
 class MatMul(Function):
@@ -16,18 +17,18 @@ class MatMul(Function):
     dz/da = g @ b^T,  dz/db = a^T @ g  (batch broadcasting undone by Tensor.backward).
     """
 
-    def forward(self, ctx: Ctx, a: Array, b: Array) -> Array:
-        ctx.save(a, b)
+    def forward(self, a: Array, b: Array) -> Array:
+        need_a, need_b = self.needs_input_grad
+        self.save(a if need_b else None, b if need_a else None)  # da needs b, db needs a
         return a @ b
 
     def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
         return 2 * in_shapes[0][-1] * _size(out_shape)  # one multiply-add per term
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, Array | None]:
-        a, b = ctx.saved
-        need_a, need_b = ctx.needs_input_grad
-        ga = g @ b.swapaxes(-1, -2) if need_a else None
-        gb = a.swapaxes(-1, -2) @ g if need_b else None
+    def backward(self, g: Array) -> tuple[Array | None, Array | None]:
+        a, b = self.saved
+        ga = g @ b.swapaxes(-1, -2) if b is not None else None
+        gb = a.swapaxes(-1, -2) @ g if a is not None else None
         return ga, gb
 
 
@@ -38,14 +39,13 @@ def _size(shape: tuple[int, ...]) -> int:
     return n
 
 
-ACTIVATIONS = (None, "relu", "tanh", "sigmoid", "gelu")
-
-
 class Linear(Function):
     """z = act(x @ w + b), x (..., I), w (I, O), b (O,): a Keras Dense layer in one node.
 
     Backward: gy = act'(g); gb = sum of gy over leading axes; gx = gy @ w^T; gw = x^T @ gy.
-    ReLU, tanh and sigmoid save their output; GELU saves its input (its derivative needs it).
+    act: None or a name in elementwise.ACTIVATIONS. Those that keep their output (relu, tanh,
+    sigmoid) run fused with the bias add; those whose derivative needs the input (gelu, softplus)
+    keep the biased pre-activation and run `<act>_forward` after the bias add.
     """
 
     activation: str | None
@@ -53,49 +53,41 @@ class Linear(Function):
     def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
         return 2 * in_shapes[1][0] * _size(out_shape) + 2 * _size(out_shape)
 
-    def forward(self, ctx: Ctx, x: Array, w: Array, b: Array | None = None) -> Array:
+    def forward(self, x: Array, w: Array, b: Array | None = None) -> Array:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, w.shape[0])  # (N, I): one GEMM, not one per leading index
         y = x2 @ w  # (N, O), a fresh array the bias kernel may update in place
         act = self.activation
-        if act == "gelu":
-            pre = ctx.call("bias_act_forward", y, b, None) if b is not None else y
-            out = ctx.call("gelu_forward", pre)
-            ctx.save(x2, w, pre)
+        if act and ACTIVATIONS[act].keeps == "input":
+            pre = self.call("bias_act_forward", y, b, None) if b is not None else y
+            out = self.call(f"{act}_forward", pre)
+            kept = pre
         else:
-            out = ctx.call("bias_act_forward", y, b, act) if (b is not None or act) else y
-            ctx.save(x2, w, out if act else None)  # no activation: nothing of the output needed
+            out = self.call("bias_act_forward", y, b, act) if (b is not None or act) else y
+            kept = out if act else None  # no activation: nothing of the output needed
+        need_x, need_w = self.needs_input_grad[:2]
+        self.save(x2 if need_w else None, w if need_x else None, kept)  # gw needs x, gx needs w
         return out.reshape(*lead, w.shape[1])
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array | None, ...]:
-        x2, w, kept = ctx.saved
+    def backward(self, g: Array) -> tuple[Array | None, ...]:
+        x2, w, kept = self.saved
         act = self.activation
-        out_features = w.shape[1]
+        out_features = g.shape[-1]
         gy2 = g.reshape(-1, out_features)  # (N, O) with N = product of leading axes
         if act:
-            gy2 = ctx.call(f"{act}_backward", gy2, kept)
-        need_x, need_w = ctx.needs_input_grad[:2]
-        gx = (gy2 @ w.T).reshape(*g.shape[:-1], w.shape[0]) if need_x else None
-        gw = (x2.T @ gy2) if need_w else None
-        if len(ctx.needs_input_grad) == 3:
-            gb = ctx.call("sum_to_shape", gy2, (out_features,)) if ctx.needs_input_grad[2] else None
-            return gx, gw, gb
+            gy2 = self.call(f"{act}_backward", gy2, kept)
+        gx = (gy2 @ w.T).reshape(*g.shape[:-1], w.shape[0]) if w is not None else None
+        gw = (x2.T @ gy2) if x2 is not None else None
+        if len(self.needs_input_grad) == 3:
+            need_b = self.needs_input_grad[2]
+            return gx, gw, (self.call("sum_to_shape", gy2, (out_features,)) if need_b else None)
         return gx, gw
 
 
 @reference_function("bias_act_forward")
 def bias_act_forward(y: Array, b: Array | None, activation: str | None) -> Array:
-    """act(y + b) for y (..., O), b (O,) or None; activation one of ACTIVATIONS but 'gelu'."""
-    xp = array_module(y)
+    """act(y + b) for y (..., O), b (O,) or None; activation None or a name in ACTIVATIONS
+    (its `<name>_forward` reference, default parameters)."""
+    check_activation(activation, "bias_act_forward")
     z = y + b if b is not None else y
-    if activation is None:
-        return z
-    if activation == "relu":
-        return xp.maximum(z, 0)
-    if activation == "tanh":
-        return xp.tanh(z)
-    if activation == "sigmoid":
-        from tinygrad_lab.ops.elementwise import sigmoid_forward
-
-        return sigmoid_forward(z)
-    raise ValueError(f"bias_act_forward: unknown activation {activation!r}")
+    return z if activation is None else REFERENCES[f"{activation}_forward"](z)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab.backends import Array, Backend, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 @reference_function("sum_to_shape")
@@ -34,12 +34,12 @@ class Reshape(Function):
 
     shape: tuple[int, ...]
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a.shape)
+    def forward(self, a: Array) -> Array:
+        self.save(a.shape)
         return a.reshape(self.shape)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (shape,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (shape,) = self.saved
         return (g.reshape(shape),)
 
 
@@ -48,10 +48,10 @@ class Permute(Function):
 
     axes: tuple[int, ...]
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
+    def forward(self, a: Array) -> Array:
         return a.transpose(self.axes)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+    def backward(self, g: Array) -> tuple[Array]:
         return (g.transpose(tuple(np.argsort(self.axes))),)
 
 
@@ -60,10 +60,10 @@ class Expand(Function):
 
     shape: tuple[int, ...]
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        return ctx.xp.broadcast_to(a, self.shape)
+    def forward(self, a: Array) -> Array:
+        return self.xp.broadcast_to(a, self.shape)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
+    def backward(self, g: Array) -> tuple[Array]:
         return (g,)
 
 
@@ -79,13 +79,13 @@ class GetItem(Function):
 
     index: Any
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a.shape, a.dtype)
+    def forward(self, a: Array) -> Array:
+        self.save(a.shape, a.dtype)
         return a[self.index]
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        shape, dtype = ctx.saved
-        xp = ctx.xp
+    def backward(self, g: Array) -> tuple[Array]:
+        shape, dtype = self.saved
+        xp = self.xp
         out = xp.zeros(shape, dtype=dtype)
         if _is_advanced(self.index):
             xp.add.at(out, self.index, g)  # repeated indices add up
@@ -99,12 +99,12 @@ class Pad(Function):
 
     widths: tuple[tuple[int, int], ...]
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a.shape)
-        return ctx.xp.pad(a, self.widths)
+    def forward(self, a: Array) -> Array:
+        self.save(a.shape)
+        return self.xp.pad(a, self.widths)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (shape,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (shape,) = self.saved
         index = tuple(slice(lo, lo + s) for (lo, _), s in zip(self.widths, shape))
         return (g[index],)
 
@@ -114,14 +114,14 @@ class Concatenate(Function):
 
     axis: int
 
-    def forward(self, ctx: Ctx, *arrays: Array) -> Array:
-        ctx.save(tuple(a.shape[self.axis] for a in arrays))
-        return ctx.xp.concatenate(arrays, axis=self.axis)
+    def forward(self, *arrays: Array) -> Array:
+        self.save(tuple(a.shape[self.axis] for a in arrays))
+        return self.xp.concatenate(arrays, axis=self.axis)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, ...]:
-        (sizes,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array, ...]:
+        (sizes,) = self.saved
         offsets = np.cumsum(sizes)[:-1]
-        return tuple(ctx.xp.split(g, [int(o) for o in offsets], axis=self.axis))
+        return tuple(self.xp.split(g, [int(o) for o in offsets], axis=self.axis))
 
 
 class ToDevice(Function):
@@ -129,11 +129,8 @@ class ToDevice(Function):
 
     target: Backend
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(ctx.backend)
-        host = ctx.backend.to_numpy(a)
-        return self.target.asarray(host)
+    def forward(self, a: Array) -> Array:
+        return self.target.asarray(self.backend.to_numpy(a))  # self.backend: the source's
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (source,) = ctx.saved
-        return (source.asarray(self.target.to_numpy(g)),)
+    def backward(self, g: Array) -> tuple[Array]:
+        return (self.backend.asarray(self.target.to_numpy(g)),)

@@ -6,7 +6,7 @@ Each is one node whose backward uses the saved output, never the exponentials of
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 class Softmax(Function):
@@ -14,14 +14,14 @@ class Softmax(Function):
 
     axis: int
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
-        y = ctx.call("softmax_forward", x, self.axis)
-        ctx.save(y)
+    def forward(self, x: Array) -> Array:
+        y = self.call("softmax_forward", x, self.axis)
+        self.save(y)
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (y,) = ctx.saved
-        return (ctx.call("softmax_backward", g, y, self.axis),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (y,) = self.saved
+        return (self.call("softmax_backward", g, y, self.axis),)
 
 
 class LogSoftmax(Function):
@@ -29,14 +29,14 @@ class LogSoftmax(Function):
 
     axis: int
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
-        y = ctx.call("log_softmax_forward", x, self.axis)
-        ctx.save(y)
+    def forward(self, x: Array) -> Array:
+        y = self.call("log_softmax_forward", x, self.axis)
+        self.save(y)
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (y,) = ctx.saved
-        return (ctx.call("log_softmax_backward", g, y, self.axis),)
+    def backward(self, g: Array) -> tuple[Array]:
+        (y,) = self.saved
+        return (self.call("log_softmax_backward", g, y, self.axis),)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -47,13 +47,13 @@ class SoftmaxCrossEntropy(Function):
 
     labels: Array
 
-    def forward(self, ctx: Ctx, logits: Array) -> Array:
-        loss, dlogits = ctx.call("softmax_cross_entropy_forward", logits, self.labels)
-        ctx.save(dlogits)
+    def forward(self, logits: Array) -> Array:
+        loss, dlogits = self.call("softmax_cross_entropy_forward", logits, self.labels)
+        self.save(dlogits)
         return loss
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (dlogits,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (dlogits,) = self.saved
         return (dlogits * g,)
 
 

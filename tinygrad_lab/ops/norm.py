@@ -9,7 +9,7 @@ x: backward recomputes xhat = (x - mean) * rstd while the row is in cache, as ll
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array, array_module, reference_function
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 class LayerNorm(Function):
@@ -22,14 +22,14 @@ class LayerNorm(Function):
 
     eps: float
 
-    def forward(self, ctx: Ctx, x: Array, w: Array, b: Array) -> Array:
-        y, mean, rstd = ctx.call("layer_norm_forward", x, w, b, self.eps)
-        ctx.save(x, w, mean, rstd)
+    def forward(self, x: Array, w: Array, b: Array) -> Array:
+        y, mean, rstd = self.call("layer_norm_forward", x, w, b, self.eps)
+        self.save(x, w, mean, rstd)  # the fused backward needs all four for any gradient
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, Array, Array]:
-        x, w, mean, rstd = ctx.saved
-        return ctx.call("layer_norm_backward", g, x, w, mean, rstd)
+    def backward(self, g: Array) -> tuple[Array, Array, Array]:
+        x, w, mean, rstd = self.saved
+        return self.call("layer_norm_backward", g, x, w, mean, rstd)
 
 
 class RMSNorm(Function):
@@ -41,14 +41,14 @@ class RMSNorm(Function):
 
     eps: float
 
-    def forward(self, ctx: Ctx, x: Array, w: Array) -> Array:
-        y, rstd = ctx.call("rms_norm_forward", x, w, self.eps)
-        ctx.save(x, w, rstd)
+    def forward(self, x: Array, w: Array) -> Array:
+        y, rstd = self.call("rms_norm_forward", x, w, self.eps)
+        self.save(x, w, rstd)
         return y
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array, Array]:
-        x, w, rstd = ctx.saved
-        return ctx.call("rms_norm_backward", g, x, w, rstd)
+    def backward(self, g: Array) -> tuple[Array, Array]:
+        x, w, rstd = self.saved
+        return self.call("rms_norm_backward", g, x, w, rstd)
 
 
 # --- references -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array
-from tinygrad_lab.function import Ctx, Function
+from tinygrad_lab.function import Function
 
 
 def _keepdims_shape(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -18,14 +18,14 @@ class Sum(Function):
     axis: tuple[int, ...] | None
     keepdims: bool
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
-        ctx.save(a.shape)
-        return ctx.xp.sum(a, axis=self.axis, keepdims=self.keepdims)
+    def forward(self, a: Array) -> Array:
+        self.save(a.shape)
+        return self.xp.sum(a, axis=self.axis, keepdims=self.keepdims)
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        (shape,) = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        (shape,) = self.saved
         g = g.reshape(_keepdims_shape(shape, self.axis))
-        return (ctx.xp.broadcast_to(g, shape),)
+        return (self.xp.broadcast_to(g, shape),)
 
 
 class Max(Function):
@@ -34,18 +34,18 @@ class Max(Function):
     axis: tuple[int, ...] | None
     keepdims: bool
 
-    def forward(self, ctx: Ctx, a: Array) -> Array:
+    def forward(self, a: Array) -> Array:
         if a.size == 0:
             raise ValueError(f"max: cannot reduce an empty tensor of shape {a.shape}")
-        m = ctx.xp.max(a, axis=self.axis, keepdims=True)
-        if ctx.recording:
+        m = self.xp.max(a, axis=self.axis, keepdims=True)
+        if self.recording:
             mask = a == m
-            ctx.save(mask, mask.sum(axis=self.axis, keepdims=True))
+            self.save(mask, mask.sum(axis=self.axis, keepdims=True))
         return m if self.keepdims else m.reshape(
             tuple(s for i, s in enumerate(a.shape) if self.axis is not None and i not in self.axis)
         )
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        mask, count = ctx.saved
+    def backward(self, g: Array) -> tuple[Array]:
+        mask, count = self.saved
         g = g.reshape(_keepdims_shape(mask.shape, self.axis))
         return ((g / count) * mask,)

@@ -4,16 +4,10 @@ Why not k GetItem nodes: each slice's backward builds a zero gradient of the *wh
 the tape adds the k of them, so k slices cost O(k * size). A recurrent layer slices its input
 projection (T, B, G*H) into its T time steps, which would make backward O(T^2).
 
-Here the k parts share one node. The tape gives each node one output, so the parts hang off a
-0-d placeholder tensor made by `SplitHandle`, which also owns the input array and one gradient
-buffer of the input's shape:
-
-    x --SplitHandle--> placeholder (0-d) --SplitPart(index_i)--> part_i = x[index_i]   (a view)
-
-In backward every part writes its gradient into its slot of the buffer and returns a 0-d zero
-for the placeholder; every part runs before the handle (the placeholder is their parent), and
-the handle then hands the filled buffer to x once: O(size) in all, parts without a gradient
-left at zero.
+Here the k parts are the outputs of one node (`Function.apply_many`): Tensor.backward gathers
+the parts' gradients and calls `Split.backward` once, which writes each into its slot of one
+zero gradient of the input's shape: O(size) in all, parts without a gradient left at zero. The
+node keeps only the input's shape and dtype; the parts are views of the input.
 """
 
 from __future__ import annotations
@@ -23,55 +17,37 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tinygrad_lab.backends import Array
-from tinygrad_lab.function import Ctx, Function, is_grad_enabled
+from tinygrad_lab.function import Function, is_grad_enabled
 from tinygrad_lab.ops.movement import GetItem
 
 if TYPE_CHECKING:
     from tinygrad_lab.tensor import Tensor
 
 
-class SplitHandle(Function):
-    """Output: a 0-d placeholder. Keeps the input for the parts; backward returns the buffer."""
+class Split(Function):
+    """parts[i] = x[indices[i]] for non-overlapping basic indices (views);
+    dx = the parts' gradients, each in its slot, zero elsewhere."""
 
-    source: Array
-    buffer: Array | None
+    indices: tuple[Any, ...]
 
-    def forward(self, ctx: Ctx, x: Array) -> Array:
-        self.source = x
-        self.buffer = None
-        ctx.save(x.shape, x.dtype)
-        return ctx.xp.zeros((), x.dtype)
+    def forward(self, x: Array) -> list[Array]:
+        self.save(x.shape, x.dtype)
+        return [x[index] for index in self.indices]
 
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        shape, dtype = ctx.saved
-        buffer, self.buffer = self.buffer, None  # a second walk (retain_graph) starts from zero
-        return (buffer if buffer is not None else ctx.xp.zeros(shape, dtype),)
-
-
-class SplitPart(Function):
-    """part = x[index] for a basic index (a view); backward adds g into the handle's buffer."""
-
-    index: Any
-    handle: SplitHandle
-
-    def forward(self, ctx: Ctx, placeholder: Array) -> Array:
-        return self.handle.source[self.index]
-
-    def backward(self, ctx: Ctx, g: Array) -> tuple[Array]:
-        handle, xp = self.handle, ctx.xp
-        if handle.buffer is None:
-            handle.buffer = xp.zeros(handle.source.shape, handle.source.dtype)
-        handle.buffer[self.index] += g
-        return (xp.zeros((), g.dtype),)  # the placeholder's gradient carries nothing
+    def backward(self, grads: list[Array | None]) -> tuple[Array]:  # one per part
+        shape, dtype = self.saved
+        dx = self.xp.zeros(shape, dtype)
+        for index, g in zip(self.indices, grads):
+            if g is not None:
+                dx[index] = g  # the slots do not overlap: nothing to add up
+        return (dx,)
 
 
 def parts(x: Tensor, indices: Sequence[Any]) -> list[Tensor]:
     """x[index] for each basic index, as one node (see the module docstring)."""
     if not (x.requires_grad and is_grad_enabled()):  # no graph: plain views
         return [GetItem.apply(x, index=index) for index in indices]
-    placeholder = SplitHandle.apply(x)
-    handle = placeholder._ctx
-    return [SplitPart.apply(placeholder, index=index, handle=handle) for index in indices]
+    return Split.apply_many(x, indices=tuple(indices))
 
 
 def _axis(x: Tensor, axis: int, what: str) -> int:
