@@ -1,6 +1,6 @@
 """`tinygrad-lab` / `python -m tinygrad_lab`: bad arguments give one line on stderr and a non-zero
-exit; `kernels` lists; a short real MNIST run trains to > 80% test accuracy. Run as a subprocess
-(what a user sees) and in-process through `main()`."""
+exit; `kernels` lists; `info` reports; a short real MNIST run trains to > 80% test accuracy. Run
+as a subprocess (what a user sees) and in-process through `main()`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from tinygrad_lab import helpers
 from tinygrad_lab.cli import main
-from tinygrad_lab.kernels import registered
+from tinygrad_lab.kernels import CPU_KERNELS
 
 SHORT_RUN = ["train", "mnist-mlp", "--epochs", "1", "--limit", "2000", "--batch-size", "128"]
 
@@ -68,8 +68,8 @@ def test_kernels_lists_the_registered_kernels(tmp_path):
     result = cli("kernels", cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == len(registered("cpu"))
-    for line, (name, target) in zip(lines, sorted(registered("cpu").items())):
+    assert len(lines) == len(CPU_KERNELS)
+    for line, (name, target) in zip(lines, sorted(CPU_KERNELS.items())):
         assert line.split() == [name, target]
 
 
@@ -123,7 +123,35 @@ def test_main_without_a_command_exits_2(capsys):
 
 def test_main_kernels(capsys):
     assert main(["kernels"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == len(registered("cpu"))
+    assert len(capsys.readouterr().out.splitlines()) == len(CPU_KERNELS)
+
+
+def test_main_kernels_of_another_device_type(capsys):
+    from tinygrad_lab.backends import DEVICES
+
+    assert main(["kernels", "--device", "cuda"]) == 0  # listing needs no GPU
+    captured = capsys.readouterr()
+    table = sorted(DEVICES["cuda"].kernels.items())
+    assert [line.split() for line in captured.out.splitlines()] == [[n, t] for n, t in table]
+    if not DEVICES["cuda"].kernels:
+        assert "no kernels registered for cuda" in captured.err
+    with pytest.raises(SystemExit) as info:
+        main(["kernels", "--device", "tpu"])
+    assert info.value.code == 2 and "--device" in one_line(capsys.readouterr().err)
+
+
+def test_main_info_prints_versions_devices_kernels_and_threads(capsys, restore_switches):
+    import tinygrad_lab
+    from tinygrad_lab.backends import DEVICES
+
+    assert main(["--reference", "info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"tinygrad_lab {tinygrad_lab.__version__}, Python ")
+    for name in DEVICES:  # each registered device, available or with the reason why not
+        assert re.search(rf"^device {name}: (available|unavailable: .+)$", out, re.M), name
+    assert "device cpu: available" in out
+    assert f"kernels: off (reference path); {len(CPU_KERNELS)} CPU kernels registered" in out
+    assert f"threads: {helpers.num_threads()}" in out
 
 
 def test_main_short_reference_run_and_save(tmp_path, capsys, restore_switches):

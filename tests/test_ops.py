@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+import torch
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_lab as tl
-from tinygrad_lab import Tensor
-from tinygrad_lab.ops import linalg as L
-from tinygrad_lab.ops import nn as N
+from tinygrad_lab import Tensor, ops
+from tinygrad_lab.backends import DEFAULT_DEVICE
+from tinygrad_lab.ops.elementwise import ACTIVATIONS
 from tinygrad_lab.testing import check_forward, gradcheck
 from tinygrad_lab.testing import strategies as tst
 
@@ -51,6 +52,8 @@ class OpSpec:
     valid: predicate on (*arrays, **params) rejecting draws that sit on a kink no input-wise
         rule can avoid (relu after a matmul).
     keeps_dtype: False for ops whose output dtype differs from their input's by design (astype).
+    torch_fn: the same op in PyTorch, torch_fn(*torch_tensors, **params); where given, values
+        and gradients are compared with torch's in float64.
     """
 
     name: str
@@ -66,6 +69,7 @@ class OpSpec:
     valid: Callable[..., bool] | None = None
     gradcheck_kw: Params = field(default_factory=dict)
     keeps_dtype: bool = True
+    torch_fn: Callable[..., Any] | None = None
 
     def domain_of(self, i: int) -> Domain:
         d = self.domain
@@ -172,7 +176,7 @@ def _linear_cases(draw: st.DrawFn, bias: bool) -> Case:
     lead = draw(tst.shapes(max_dims=2, max_side=3))
     i, o = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     shapes = ((*lead, i), (i, o), (o,)) if bias else ((*lead, i), (i, o))
-    return shapes, {"activation": draw(st.sampled_from(L.ACTIVATIONS))}
+    return shapes, {"activation": draw(st.sampled_from([None, *ACTIVATIONS]))}
 
 
 @st.composite
@@ -192,6 +196,11 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
+def _softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    # log(1 + e^(beta x)) as written: inputs are bounded, and the reference should differ in form
+    return np.where(beta * x > threshold, x, np.log(1 + np.exp(beta * x)) / beta)
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x)  # no max shift: inputs are bounded, and the reference should differ in form
     return e / e.sum(axis=axis, keepdims=True)
@@ -201,12 +210,9 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
 
 
-_ACT = {None: lambda z: z, "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
-        "sigmoid": _sigmoid, "gelu": _gelu}  # fmt: skip
-
-
 def _linear_ref(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | None) -> Any:
-    return _ACT[activation](x @ w + (b[0] if b else 0))
+    z = x @ w + (b[0] if b else 0)
+    return z if activation is None else SPECS[activation].numpy_fn(z)  # default parameters
 
 
 def _linear_valid(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | None) -> bool:
@@ -268,10 +274,23 @@ OP_SPECS = [
     OpSpec("log", Tensor.log, np.log, domain=POSITIVE),
     OpSpec("sqrt", Tensor.sqrt, np.sqrt, domain=POSITIVE),
     OpSpec("abs", Tensor.abs, np.abs, kinks=(0.0,)),
-    OpSpec("tanh", Tensor.tanh, np.tanh, domain=(-4.0, 4.0)),
-    OpSpec("sigmoid", Tensor.sigmoid, _sigmoid, domain=(-6.0, 6.0)),
-    OpSpec("relu", Tensor.relu, lambda x: np.maximum(x, 0), kinks=(0.0,)),
-    OpSpec("gelu", Tensor.gelu, _gelu, domain=(-4.0, 4.0)),
+    OpSpec("tanh", Tensor.tanh, np.tanh, domain=(-4.0, 4.0), torch_fn=torch.tanh),
+    OpSpec("sigmoid", Tensor.sigmoid, _sigmoid, domain=(-6.0, 6.0), torch_fn=torch.sigmoid),
+    OpSpec("relu", Tensor.relu, lambda x: np.maximum(x, 0), kinks=(0.0,), torch_fn=torch.relu),
+    OpSpec("gelu", Tensor.gelu, _gelu, domain=(-4.0, 4.0),
+           torch_fn=lambda x: torch.nn.functional.gelu(x, approximate="tanh")),
+    OpSpec(
+        "softplus",
+        Tensor.softplus,
+        _softplus,
+        domain=(-4.0, 4.0),
+        kinks=(0.5, 1.0, 2.0, 4.0),  # threshold / beta, where softplus switches to x
+        cases=_with_params(SHAPES, lambda s: st.fixed_dictionaries({
+            "beta": st.sampled_from([1.0, 0.5, 2.0]),
+            "threshold": st.sampled_from([20.0, 1.0, 4.0]),
+        })),
+        torch_fn=torch.nn.functional.softplus,
+    ),
     OpSpec(
         "clip",
         lambda x, low, high: x.clip(low, high),
@@ -379,7 +398,7 @@ OP_SPECS = [
     ),
     OpSpec(
         "linear",
-        lambda x, w, b, activation: L.Linear.apply(x, w, b, activation=activation),
+        lambda x, w, b, activation: ops.linalg.Linear.apply(x, w, b, activation=activation),
         _linear_ref,
         3,
         cases=lambda: _linear_cases(bias=True),
@@ -387,7 +406,7 @@ OP_SPECS = [
     ),
     OpSpec(
         "linear_nobias",
-        lambda x, w, activation: L.Linear.apply(x, w, activation=activation),
+        lambda x, w, activation: ops.linalg.Linear.apply(x, w, activation=activation),
         _linear_ref,
         2,
         cases=lambda: _linear_cases(bias=False),
@@ -408,12 +427,13 @@ OP_SPECS = [
     ),
     OpSpec(
         "softmax_cross_entropy",
-        lambda x, labels: N.SoftmaxCrossEntropy.apply(x, labels=labels),
+        lambda x, labels: ops.nn.SoftmaxCrossEntropy.apply(x, labels=labels),
         _cross_entropy_ref,
         cases=_cross_entropy_cases,
     ),
 ]
 SPEC_IDS = [spec.name for spec in OP_SPECS]
+SPECS = {spec.name: spec for spec in OP_SPECS}
 
 
 @st.composite
@@ -454,8 +474,9 @@ def _leaves(arrays: list[Any], dtype: Any) -> list[Tensor]:
 # and the ci profile's 100 examples for every op have to fit the CI time budget.
 @pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
 @given(data=st.data())
-def test_op_forward_and_gradcheck(spec: OpSpec, data: st.DataObject) -> None:
-    """float64: forward equals the NumPy reference, and gradcheck passes."""
+def test_op_forward_and_gradcheck(spec: OpSpec, data: st.DataObject, cpu_path) -> None:
+    """float64, with kernels and on the reference path: forward equals the NumPy reference, and
+    gradcheck passes."""
     arrays, params = data.draw(op_inputs(spec), label="inputs, params")
     check_forward(
         lambda *xs: spec.tensor_fn(*xs, **params),
@@ -489,3 +510,65 @@ def test_op_dtypes_and_grad_shapes(spec: OpSpec, data: st.DataObject) -> None:
                 assert leaf.grad is not None, "no gradient reached a float input"
                 assert leaf.grad.shape == leaf.shape
                 assert leaf.grad.dtype == leaf.dtype
+
+
+def _forward_backward(spec: OpSpec, arrays: list[Any], params: Params, device: str) -> list[Any]:
+    """The output and every float input's gradient (seeded upstream gradient), run on `device`."""
+    leaves = [
+        Tensor(a, requires_grad=True, device=device) if a.dtype.kind == "f"
+        else Tensor(a, device=device)
+        for a in arrays
+    ]
+    if "labels" in params:  # the op itself takes device labels (F.cross_entropy moves them)
+        params = {**params, "labels": leaves[0]._backend.asarray(params["labels"])}
+    out = spec.tensor_fn(*leaves, **params)
+    seed = np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype)
+    out.backward(Tensor(seed, device=device))
+    return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves if leaf.requires_grad]
+
+
+# A few examples per op and device: what the stand-in (and a GPU) must match is the CPU reference
+# path, element for element; the hypothesis tests above cover the maths.
+@pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
+@settings(max_examples=5)
+@given(data=st.data())
+def test_op_on_each_device_matches_the_cpu_reference(spec: OpSpec, data: st.DataObject,
+                                                     device) -> None:
+    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
+    got = _forward_backward(spec, arrays, params, device.device)
+    with tl.reference():
+        want = _forward_backward(spec, arrays, params, DEFAULT_DEVICE)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-11)
+
+
+TORCH_SPECS = [spec for spec in OP_SPECS if spec.torch_fn is not None]
+
+
+@pytest.mark.parametrize("spec", TORCH_SPECS, ids=[spec.name for spec in TORCH_SPECS])
+@given(data=st.data())
+def test_op_matches_torch(spec: OpSpec, data: st.DataObject) -> None:
+    """float64: the output and every input's gradient equal PyTorch's (seeded upstream grad)."""
+    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
+    leaves = _leaves(arrays, np.float64)
+    out = spec.tensor_fn(*leaves, **params)
+    seed = np.random.default_rng(0).standard_normal(out.shape)
+    out.backward(seed)
+    theirs = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    torch_out = spec.torch_fn(*theirs, **params)
+    torch_out.backward(torch.tensor(seed))
+    np.testing.assert_allclose(out.numpy(), torch_out.detach().numpy(), rtol=1e-12, atol=1e-14)
+    for leaf, t in zip(leaves, theirs):
+        if t.requires_grad:
+            np.testing.assert_allclose(leaf.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_every_activation_is_a_tensor_method_a_function_and_a_spec() -> None:
+    """Read from the registry (ops/elementwise.py:ACTIVATIONS): each activation is a Tensor
+    method, nn.functional's function of the same name, and an OpSpec row compared with torch."""
+    from tinygrad_lab.nn import functional as F
+
+    for name in ACTIVATIONS:
+        assert getattr(F, name) is getattr(Tensor, name)
+        assert name in SPECS and SPECS[name].torch_fn is not None, name

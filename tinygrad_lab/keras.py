@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab import optim as _optim
+from tinygrad_lab import train
 from tinygrad_lab.function import no_grad
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.nn.layers import Linear
 from tinygrad_lab.nn.module import Module
+from tinygrad_lab.ops.elementwise import check_activation
 from tinygrad_lab.random import generator
 from tinygrad_lab.serialization import load, save
 from tinygrad_lab.tensor import Tensor
@@ -52,16 +54,20 @@ class Layer(Module):
         return input_shape
 
 
+KERAS_ONLY_ACTIVATIONS = ("linear", "softmax")
+"""Keras' activation strings beyond ops.elementwise.ACTIVATIONS: 'linear' is none, 'softmax' is
+applied after the layer (and fused into the loss by compile)."""
+
+
 class Dense(Layer):
-    """units outputs, act(x @ kernel + bias); activation None, relu, tanh, sigmoid, gelu or
-    softmax."""
+    """units outputs, act(x @ kernel + bias); activation None, 'linear', 'softmax' or a name in
+    ops.elementwise.ACTIVATIONS ('relu', 'tanh', ...)."""
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform",
                  input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        if activation not in (None, "linear", "relu", "tanh", "sigmoid", "gelu", "softmax"):
-            raise ValueError(f"Dense: unknown activation {activation!r}")
+        check_activation(activation, "Dense", also=KERAS_ONLY_ACTIVATIONS)
         self.units = int(units)
         self.activation = None if activation == "linear" else activation
         self.use_bias = use_bias
@@ -95,13 +101,18 @@ class Flatten(Layer):
 
 
 class Activation(Layer):
+    """An activation by name: 'linear', 'softmax' or a name in ops.elementwise.ACTIVATIONS."""
+
     def __init__(self, activation: str) -> None:
         super().__init__()
+        check_activation(activation, "Activation", also=KERAS_ONLY_ACTIVATIONS)
         self.activation = activation
 
     def forward(self, x: Tensor, logits: bool = False) -> Tensor:
         if self.activation == "softmax":
             return x if logits else x.softmax(-1)
+        if self.activation == "linear":
+            return x
         return getattr(x, self.activation)()
 
 
@@ -344,46 +355,32 @@ class Sequential(Module):
             x_arr, y_arr = x_arr[: len(x_arr) - n_val], y_arr[: len(y_arr) - n_val]
         n = len(x_arr)
         steps = math.ceil(n / batch_size)
-        history = History()
-        self.train()
-        global_step = 0
-        for epoch in range(epochs):
+
+        def batches(epoch: int) -> Any:
             order = generator().permutation(n) if shuffle else np.arange(n)
-            bar = Progbar(steps, epoch, epochs, verbose)
-            totals: dict[str, float] = {"loss": 0.0}
-            seen = 0
-            start = time.perf_counter()
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = x_arr[idx], y_arr[idx]
-                loss, out = self._loss(Tensor(xb), yb)
-                loss_value = float(loss.item())
-                global_step += 1
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(
-                        f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} "
-                        f"(global step {global_step}); lower the learning rate or check the data"
-                    )
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
-                count = len(idx)
-                seen += count
-                totals["loss"] += loss_value * count
-                for k, v in self._metric_sums(out.data, yb).items():
-                    totals[k] = totals.get(k, 0.0) + v
-                bar.update(step + 1, {k: v / seen for k, v in totals.items()},
-                           seen / (time.perf_counter() - start))
-            elapsed = time.perf_counter() - start
-            logs = {k: v / max(seen, 1) for k, v in totals.items()}
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=max(batch_size, 256), verbose=0,
-                                    return_dict=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-                self.train()
-            logs["samples_per_second"] = seen / elapsed if elapsed > 0 else 0.0
-            bar.finish(logs, elapsed)
-            history.append(epoch, logs)
+                yield x_arr[idx], y_arr[idx]
+
+        def loss_fn(model: Module, batch: Any) -> tuple[Tensor, Tensor]:
+            return self._loss(batch[0], batch[1].numpy())
+
+        def metric_sums(out: Tensor, batch: Any) -> dict[str, float]:
+            return self._metric_sums(out.numpy(), batch[1].numpy())
+
+        def validate(model: Module) -> dict[str, float]:
+            assert validation_data is not None
+            val = self.evaluate(*validation_data, batch_size=max(batch_size, 256), verbose=0,
+                                return_dict=True)
+            return {f"val_{k}": v for k, v in val.items()}
+
+        loop_history = train.fit(
+            self, batches, loss_fn, self.optimizer, epochs=epochs, batch_metrics=metric_sums,
+            evaluate=validate if validation_data is not None else None,
+            callbacks=[_ProgressCallback(steps, epochs, verbose)])
+        history = History()
+        for epoch, logs in enumerate(loop_history.epochs):
+            history.append(epoch, {k: v for k, v in logs.items() if k != "seconds"})
         self.eval()
         return history
 
@@ -487,3 +484,22 @@ class Progbar:
         prefix = "\r" if self.live else ""
         print(f"{prefix}{self.steps}/{self.steps} - {elapsed:.1f}s {ms:.1f}ms/step - {metrics} - "
               f"{rate:,.0f} samples/s", flush=True)
+
+
+class _ProgressCallback(train.Callback):
+    """Drives a Progbar from the training loop's hook points."""
+
+    def __init__(self, steps: int, epochs: int, verbose: int) -> None:
+        self.steps, self.epochs, self.verbose = steps, epochs, verbose
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
+        self.bar = Progbar(self.steps, epoch, self.epochs, self.verbose)
+        self.start, self.seen = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        self.seen += int(logs["size"])
+        shown = {k: v for k, v in logs.items() if k not in ("batch_loss", "size")}
+        self.bar.update(batch + 1, shown, self.seen / (time.perf_counter() - self.start))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.bar.finish({k: v for k, v in logs.items() if k != "seconds"}, logs["seconds"])

@@ -1,5 +1,6 @@
 """Optimizers. Each update is one named array function, in place over (param, grad, state), so
-the CPU backend can run a fused Numba pass and the CUDA backend a fused CuPy kernel.
+the CPU backend runs a fused Numba pass (kernels/optim.py). There is no CuPy kernel yet: on
+"cuda" the references below run on CuPy arrays, and a fused CuPy step would plug in by name.
 
 The reference bodies below are the definition of each update (PyTorch's conventions, which
 follow the papers): the kernels are tested against them.

@@ -8,6 +8,15 @@ from tinygrad_lab.nn.attention import (
     SinusoidalPositionalEncoding,
     TransformerBlock,
 )
+from tinygrad_lab.nn.conv import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    MaxPool2d,
+)
+from tinygrad_lab.nn.embedding import Embedding
 from tinygrad_lab.nn.layers import (
     GELU,
     Flatten,
@@ -21,44 +30,37 @@ from tinygrad_lab.nn.layers import (
 )
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.nn.norm import LayerNorm, RMSNorm
+from tinygrad_lab.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Dropout",
+    "Embedding",
     "Flatten",
     "Identity",
+    "LayerNorm",
+    "LearnedPositionalEmbedding",
     "Linear",
+    "MaxPool2d",
     "Module",
+    "MultiHeadAttention",
     "Parameter",
+    "RMSNorm",
     "ReLU",
+    "RotaryEmbedding",
     "Sequential",
     "Sigmoid",
+    "SinusoidalPositionalEncoding",
     "Softmax",
     "Tanh",
+    "TransformerBlock",
     "functional",
     "init",
 ]
-__all__ += [
-    "LayerNorm",
-    "LearnedPositionalEmbedding",
-    "MultiHeadAttention",
-    "RMSNorm",
-    "RotaryEmbedding",
-    "SinusoidalPositionalEncoding",
-    "TransformerBlock",
-]
-
-from tinygrad_lab.nn.conv import (  # noqa: E402
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    MaxPool2d,
-)
-
-__all__ += ["AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "MaxPool2d"]
-
-from tinygrad_lab.nn.embedding import Embedding  # noqa: E402
-from tinygrad_lab.nn.recurrent import GRU, LSTM, RNN  # noqa: E402
-
-__all__ += ["GRU", "LSTM", "RNN", "Embedding"]

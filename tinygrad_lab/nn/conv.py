@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab import ops
 from tinygrad_lab.nn import init
 from tinygrad_lab.nn.module import Module, Parameter
-from tinygrad_lab.ops import conv as C
+from tinygrad_lab.ops.elementwise import check_activation
 from tinygrad_lab.random import generator
 from tinygrad_lab.tensor import Tensor
 
@@ -46,13 +47,11 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPai
     """2-D cross-correlation: x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) ->
     (N, O, OH, OW), OH = (H + 2 PH - DH (KH - 1) - 1) // SH + 1 (as torch.nn.functional.conv2d).
 
-    activation None, 'relu', 'tanh' or 'sigmoid' is applied in the same node (like Keras'
-    Conv2D), saving a pass over the output forward and backward.
+    activation (None or a name in ops.elementwise.ACTIVATIONS: 'relu', 'tanh', ...) is applied
+    in the same node (like Keras' Conv2D), saving a pass over the output forward and backward.
     """
     _check_image("conv2d", x)
-    if activation not in C.CONV_ACTIVATIONS:
-        raise ValueError(f"conv2d: unknown activation {activation!r}; choose from "
-                         f"{C.CONV_ACTIVATIONS}")
+    check_activation(activation, "conv2d")
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be (O, C/groups, KH, KW), got {weight.shape}")
     o, cg, kh, kw = weight.shape
@@ -68,10 +67,10 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPai
         raise ValueError(f"conv2d: input dtype {x.dtype} != weight dtype {weight.dtype}")
     s, p, d = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation",
                                                                              dilation, 1)
-    _check_output("conv2d", x, (C.output_size(x.shape[2], kh, s[0], p[0], d[0]),
-                                C.output_size(x.shape[3], kw, s[1], p[1], d[1])))
+    _check_output("conv2d", x, (ops.conv.output_size(x.shape[2], kh, s[0], p[0], d[0]),
+                                ops.conv.output_size(x.shape[3], kw, s[1], p[1], d[1])))
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return C.Conv2d.apply(*inputs, kernel_size=(kh, kw), stride=s, padding=p, dilation=d,
+    return ops.conv.Conv2d.apply(*inputs, kernel_size=(kh, kw), stride=s, padding=p, dilation=d,
                           groups=groups, activation=activation)
 
 
@@ -83,21 +82,21 @@ def _pool_args(op: str, x: Tensor, kernel_size: IntPair, stride: IntPair | None,
     p = _pair("padding", padding, 0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
-    _check_output(op, x, (C.output_size(x.shape[2], k[0], s[0], p[0]),
-                          C.output_size(x.shape[3], k[1], s[1], p[1])))
+    _check_output(op, x, (ops.conv.output_size(x.shape[2], k[0], s[0], p[0]),
+                          ops.conv.output_size(x.shape[3], k[1], s[1], p[1])))
     return {"kernel_size": k, "stride": s, "padding": p}
 
 
 def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None,
                padding: IntPair = 0) -> Tensor:
     """Max over KH x KW windows (stride defaults to the kernel size; padding never wins)."""
-    return C.MaxPool2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
+    return ops.conv.MaxPool2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
 def avg_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None,
                padding: IntPair = 0) -> Tensor:
     """Mean over KH x KW windows, zero padding counted (PyTorch's count_include_pad=True)."""
-    return C.AvgPool2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
+    return ops.conv.AvgPool2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
 
 
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
@@ -162,17 +161,15 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 # --- layers ------------------------------------------------------------------------------------
 class Conv2d(Module):
     """torch.nn.Conv2d: weight (O, C/groups, KH, KW), bias (O,), both U(-a, a) with
-    a = 1 / sqrt(C/groups * KH * KW), PyTorch's default initialisation. `activation` (None,
-    'relu', 'tanh', 'sigmoid') fuses the nonlinearity that follows into the same node."""
+    a = 1 / sqrt(C/groups * KH * KW), PyTorch's default initialisation. `activation` (None or a
+    name in ops.elementwise.ACTIVATIONS) fuses the nonlinearity that follows into the same node."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
                  stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
                  groups: int = 1, bias: bool = True, activation: str | None = None,
                  dtype: Any = np.float32) -> None:
         super().__init__()
-        if activation not in C.CONV_ACTIVATIONS:
-            raise ValueError(f"Conv2d: unknown activation {activation!r}; choose from "
-                             f"{C.CONV_ACTIVATIONS}")
+        check_activation(activation, "Conv2d")
         self.activation = activation
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels ({in_channels}) "

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.ops.linalg import ACTIVATIONS
+from tinygrad_lab.ops.elementwise import ACTIVATIONS, check_activation
 from tinygrad_lab.ops.linalg import Linear as _Linear
 from tinygrad_lab.ops.nn import SoftmaxCrossEntropy
 from tinygrad_lab.tensor import Tensor
@@ -14,9 +14,9 @@ from tinygrad_lab.tensor import Tensor
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
            activation: str | None = None) -> Tensor:
-    """act(x @ weight + bias), x (..., I), weight (I, O), bias (O,): one fused node."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"linear: unknown activation {activation!r}; choose from {ACTIVATIONS}")
+    """act(x @ weight + bias), x (..., I), weight (I, O), bias (O,): one fused node; activation
+    None or a name in ops.elementwise.ACTIVATIONS."""
+    check_activation(activation, "linear")
     if x.shape[-1:] != weight.shape[:1]:
         raise ValueError(
             f"linear: input shape {x.shape} does not fit weight shape {weight.shape} "
@@ -28,20 +28,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     return _Linear.apply(*inputs, activation=activation)
 
 
-def relu(x: Tensor) -> Tensor:
-    return x.relu()
-
-
-def gelu(x: Tensor) -> Tensor:
-    return x.gelu()
-
-
-def tanh(x: Tensor) -> Tensor:
-    return x.tanh()
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return x.sigmoid()
+# Every registered activation, as a function of the same name: F.relu(x) is x.relu(),
+# F.softplus(x, beta=2.0) is x.softplus(beta=2.0) (ops/elementwise.py:ACTIVATIONS).
+globals().update({name: getattr(Tensor, name) for name in ACTIVATIONS})
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:

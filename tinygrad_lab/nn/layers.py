@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab.nn import functional as F
-from tinygrad_lab.nn import init
+from tinygrad_lab.nn import init as initialisers  # `init` is also Linear's argument
 from tinygrad_lab.nn.module import Module, Parameter
+from tinygrad_lab.ops.elementwise import check_activation
 from tinygrad_lab.tensor import Tensor
 
 
@@ -17,16 +18,18 @@ class Linear(Module):
     """y = act(x @ weight + bias); weight is (in_features, out_features) as in Keras Dense.
 
     `init="glorot_uniform"` (Keras' default, the default here), "he_uniform", "he_normal" or
-    "fan_in_uniform" (PyTorch's). The bias starts at zero, as in Keras.
+    "fan_in_uniform" (PyTorch's). The bias starts at zero, as in Keras. `activation`: None or a
+    name in ops.elementwise.ACTIVATIONS, fused into the same node.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  activation: str | None = None, init: str = "glorot_uniform",
                  dtype: Any = np.float32) -> None:
         super().__init__()
+        check_activation(activation, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        make = _initialiser(init)
+        make = initialisers.get(init)
         self.weight = Parameter(make(in_features, out_features, (in_features, out_features), dtype))
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
@@ -36,10 +39,6 @@ class Linear(Module):
     def extra_repr(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}{act}"
-
-
-def _initialiser(name: str):
-    return init.get(name)
 
 
 class ReLU(Module):
