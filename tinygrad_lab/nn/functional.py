@@ -6,27 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.ops.elementwise import ACTIVATIONS, check_activation
-from tinygrad_lab.ops.linalg import Linear as _Linear
+# The functional forms that have a layer are defined next to it; this module gathers them.
+from tinygrad_lab.nn.attention import apply_rotary, masked_softmax, scaled_dot_product_attention
+from tinygrad_lab.nn.conv import avg_pool2d, batch_norm, conv2d, dropout, max_pool2d
+from tinygrad_lab.nn.embedding import embedding
+from tinygrad_lab.nn.layers import linear
+from tinygrad_lab.nn.norm import layer_norm, rms_norm
+from tinygrad_lab.ops.elementwise import ACTIVATIONS
 from tinygrad_lab.ops.nn import SoftmaxCrossEntropy
 from tinygrad_lab.tensor import Tensor
-
-
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
-           activation: str | None = None) -> Tensor:
-    """act(x @ weight + bias), x (..., I), weight (I, O), bias (O,): one fused node; activation
-    None or a name in ops.elementwise.ACTIVATIONS."""
-    check_activation(activation, "linear")
-    if x.shape[-1:] != weight.shape[:1]:
-        raise ValueError(
-            f"linear: input shape {x.shape} does not fit weight shape {weight.shape} "
-            f"(last input dim {x.shape[-1] if x.ndim else None} != {weight.shape[0]})"
-        )
-    if bias is not None and bias.shape != weight.shape[1:]:
-        raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[1]},)")
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-    return _Linear.apply(*inputs, activation=activation)
-
 
 # Every registered activation, as a function of the same name: F.relu(x) is x.relu(),
 # F.softplus(x, beta=2.0) is x.softplus(beta=2.0) (ops/elementwise.py:ACTIVATIONS).
@@ -120,24 +108,9 @@ def l2_penalty(parameters: list[Tensor], scale: float) -> Tensor:
     return total * scale
 
 
-# Transformer family: normalisation and attention (defined next to their layers; imported last,
-# because those modules import this one)
-from tinygrad_lab.nn.attention import (  # noqa: E402, F401
-    apply_rotary,
-    masked_softmax,
-    scaled_dot_product_attention,
-)
-from tinygrad_lab.nn.norm import layer_norm, rms_norm  # noqa: E402, F401
-
-# CNN family: convolution, pooling, batch norm, dropout (defined next to their layers)
-# isort: split
-from tinygrad_lab.nn.conv import (  # noqa: E402, F401
-    avg_pool2d,
-    batch_norm,
-    conv2d,
-    dropout,
-    max_pool2d,
-)
-
-# Sequence family: embedding lookup (defined next to its layer)
-from tinygrad_lab.nn.embedding import embedding  # noqa: E402, F401
+__all__ = [
+    "apply_rotary", "avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout", "embedding",
+    "l1_penalty", "l2_penalty", "layer_norm", "linear", "log_softmax", "masked_softmax",
+    "max_pool2d", "mse_loss", "nll_loss", "rms_norm", "scaled_dot_product_attention", "softmax",
+    *ACTIVATIONS,
+]

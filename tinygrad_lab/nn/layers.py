@@ -7,11 +7,27 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.nn import functional as F
 from tinygrad_lab.nn import init as initialisers  # `init` is also Linear's argument
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.ops.elementwise import check_activation
+from tinygrad_lab.ops.linalg import Linear as _Linear
 from tinygrad_lab.tensor import Tensor
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None,
+           activation: str | None = None) -> Tensor:
+    """act(x @ weight + bias), x (..., I), weight (I, O), bias (O,): one fused node; activation
+    None or a name in ops.elementwise.ACTIVATIONS."""
+    check_activation(activation, "linear")
+    if x.shape[-1:] != weight.shape[:1]:
+        raise ValueError(
+            f"linear: input shape {x.shape} does not fit weight shape {weight.shape} "
+            f"(last input dim {x.shape[-1] if x.ndim else None} != {weight.shape[0]})"
+        )
+    if bias is not None and bias.shape != weight.shape[1:]:
+        raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[1]},)")
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return _Linear.apply(*inputs, activation=activation)
 
 
 class Linear(Module):
@@ -34,7 +50,7 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias, self.activation)
+        return linear(x, self.weight, self.bias, self.activation)
 
     def extra_repr(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""

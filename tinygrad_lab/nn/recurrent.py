@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lab.nn import functional as F
 from tinygrad_lab.nn import init
+from tinygrad_lab.nn.layers import linear
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.tensor import Tensor, stack
 
@@ -106,7 +106,7 @@ class RNNBase(Module):
         finals: list[State] = []
         for k in range(self.num_layers):
             weight_ih, weight_hh, bias_ih, bias_hh = self.layer_parameters(k)
-            gx = F.linear(x, weight_ih, bias_ih)  # (T, B, G*H): every step's projection at once
+            gx = linear(x, weight_ih, bias_ih)  # (T, B, G*H): every step's projection at once
             s = states[k]
             outputs = []
             for gx_t in gx.unbind(0):  # T tensors (B, G*H)
@@ -172,7 +172,7 @@ class RNN(RNNBase):
     def step(self, gx: Tensor, state: State, weight_hh: Tensor,
              bias_hh: Tensor | None) -> State:
         (h,) = state
-        pre = gx + F.linear(h, weight_hh, bias_hh)  # (B, H)
+        pre = gx + linear(h, weight_hh, bias_hh)  # (B, H)
         return (pre.tanh() if self.nonlinearity == "tanh" else pre.relu(),)
 
 
@@ -188,7 +188,7 @@ class LSTM(RNNBase):
     def step(self, gx: Tensor, state: State, weight_hh: Tensor,
              bias_hh: Tensor | None) -> State:
         h, c = state  # (B, H) each
-        gates = gx + F.linear(h, weight_hh, bias_hh)  # (B, 4H)
+        gates = gx + linear(h, weight_hh, bias_hh)  # (B, 4H)
         i, f, g, o = gates.chunk(4, axis=-1)  # (B, H) each
         c = f.sigmoid() * c + i.sigmoid() * g.tanh()
         h = o.sigmoid() * c.tanh()
@@ -203,7 +203,7 @@ class GRU(RNNBase):
     def step(self, gx: Tensor, state: State, weight_hh: Tensor,
              bias_hh: Tensor | None) -> State:
         (h,) = state  # (B, H)
-        gh = F.linear(h, weight_hh, bias_hh)  # (B, 3H)
+        gh = linear(h, weight_hh, bias_hh)  # (B, 3H)
         x_r, x_z, x_n = gx.chunk(3, axis=-1)  # (B, H) each
         h_r, h_z, h_n = gh.chunk(3, axis=-1)  # (B, H) each
         r = (x_r + h_r).sigmoid()
