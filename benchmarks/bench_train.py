@@ -1,6 +1,11 @@
 """Training-step throughput: ours (kernels) vs ours (NumPy reference) vs PyTorch eager.
 
     python benchmarks/bench_train.py --threads 2 [--workloads mlp cnn gpt] [--steps 300]
+    python benchmarks/bench_train.py --baseline ../base --rounds 3   # this tree vs another one
+
+With --baseline DIR (a checkout of another revision: `git worktree add ../base HEAD~1`), each
+workload runs `--rounds` times alternately on this tree and on DIR, and the table gives both
+medians, their ratio (this / baseline) and the lowest and highest per-round ratio.
 
 Workloads: the founding MNIST MLP (batch 128), the reference CNN (benchmarks/cnn_workload.py,
 batch 64) and the reference mini-GPT (benchmarks/gpt_workload.py, batch 16 x context 64).
@@ -124,12 +129,54 @@ def child_main(args: argparse.Namespace) -> None:
 
 
 # --- parent: run every variant, write JSON + markdown -----------------------------------------
+def _child_args(workload: str, args: argparse.Namespace) -> list[str]:
+    steps = max(int(args.steps * STEPS_SCALE[workload]), 10)
+    warmup = max(int(args.warmup * STEPS_SCALE[workload]), 3)
+    return ["--workload", workload, "--threads", str(args.threads), "--steps", str(steps),
+            "--warmup", str(warmup), "--batch", str(BATCH[workload]),
+            "--tokens-per-sample", str(TOKENS[workload])]
+
+
+def compare_with_baseline(args: argparse.Namespace) -> None:
+    """Ours on this tree vs ours on the --baseline checkout, alternating, `rounds` times."""
+    import statistics
+
+    if not (args.baseline / "tinygrad_lab").is_dir() or not (args.baseline / "kernels").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: not a tinygrad_lab checkout")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    report = Report("bench_train_vs_baseline", args.threads,
+                    meta={"baseline": str(args.baseline.resolve()), "rounds": args.rounds})
+    for workload in args.workloads:
+        common = ["--framework", "ours", *_child_args(workload, args)]
+        this, base = [], []
+        for _ in range(args.rounds):
+            this.append(run_child("bench_train.py", common, args.threads)["throughput"])
+            base.append(run_child("bench_train.py", common, args.threads,
+                                  tree=args.baseline)["throughput"])
+        ratios = [t / b for t, b in zip(this, base)]
+        row = {"workload": workload, "unit": UNIT[workload],
+               "this tree": statistics.median(this), "baseline": statistics.median(base),
+               "this / baseline": statistics.median(this) / statistics.median(base),
+               "lowest round": min(ratios), "highest round": max(ratios)}
+        report.rows.append(row)
+        print(row, flush=True)
+    cols = ["workload", "unit", "this tree", "baseline", "this / baseline", "lowest round",
+            "highest round"]
+    json_path, md_path = report.write(cols)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="compare this tree with the checkout in DIR (same run, alternating)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --baseline")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--framework", default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--workload", default="mlp", help=argparse.SUPPRESS)
@@ -140,14 +187,13 @@ def main() -> None:
         pin_threads(args.threads)
         child_main(args)
         return
+    if args.baseline is not None:
+        compare_with_baseline(args)
+        return
     report = Report("bench_train", args.threads)
     have_torch = torch_available()
     for workload in args.workloads:
-        steps = max(int(args.steps * STEPS_SCALE[workload]), 10)
-        warmup = max(int(args.warmup * STEPS_SCALE[workload]), 3)
-        common = ["--workload", workload, "--threads", str(args.threads), "--steps", str(steps),
-                  "--warmup", str(warmup), "--batch", str(BATCH[workload]),
-                  "--tokens-per-sample", str(TOKENS[workload])]
+        common = _child_args(workload, args)
         ours = run_child("bench_train.py", ["--framework", "ours", *common], args.threads)
         ref = run_child("bench_train.py", ["--framework", "ours", *common], args.threads,
                         env={"TINYGRAD_LAB_KERNELS": "0"})

@@ -114,16 +114,45 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_FROM_TREE = """
+import importlib.util, runpy, sys
+tree, script = sys.argv[1], sys.argv[2]
+sys.path.insert(0, tree)
+spec = importlib.util.spec_from_file_location(
+    "tinygrad_lab.kernels", tree + "/kernels/__init__.py",
+    submodule_search_locations=[tree + "/kernels"])
+kernels = importlib.util.module_from_spec(spec)
+sys.modules["tinygrad_lab.kernels"] = kernels
+spec.loader.exec_module(kernels)
+import tinygrad_lab
+tinygrad_lab.kernels = kernels
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+"""Runs a benchmark script of another checkout with that checkout's tinygrad_lab and kernels
+(its kernels/ folder mapped to tinygrad_lab.kernels, as the package does), whatever is
+installed."""
+
+
 def run_child(script: str, args: list[str], threads: int, env: dict[str, str] | None = None,
-              timeout: float = 900) -> dict[str, Any]:
-    """Run `python benchmarks/<script> --child ...` pinned to `threads`; parse its JSON line."""
+              timeout: float = 900, tree: Path | None = None) -> dict[str, Any]:
+    """Run `python benchmarks/<script> --child ...` pinned to `threads`; parse its JSON line.
+
+    With `tree` (another checkout, e.g. `git worktree add ../base HEAD~1`), run that checkout's
+    script on that checkout's code: a same-run comparison between two revisions."""
     child_env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS", "TINYGRAD_LAB_THREADS"):
         child_env[var] = str(threads)
     child_env.update(env or {})
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--child", *args],
-                          capture_output=True, text=True, env=child_env, timeout=timeout)
+    if tree is None:
+        command = [sys.executable, str(ROOT / "benchmarks" / script), "--child", *args]
+    else:
+        tree = tree.resolve()
+        command = [sys.executable, "-c", _FROM_TREE, str(tree),
+                   str(tree / "benchmarks" / script), "--child", *args]
+    proc = subprocess.run(command, capture_output=True, text=True, env=child_env,
+                          timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{script} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     for line in reversed(proc.stdout.splitlines()):
