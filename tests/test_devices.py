@@ -370,6 +370,14 @@ def _models() -> dict[str, tuple[Callable[[], nn.Module], tuple[Any, ...], Calla
     }
 
 
+def test_the_model_table_covers_every_library_model():
+    from tinygrad_lab import models as M
+
+    exported = {name for name in M.__all__
+                if isinstance(getattr(M, name), type) and issubclass(getattr(M, name), nn.Module)}
+    assert exported == set(_models())
+
+
 @pytest.mark.parametrize("name", ["MLP", "CNN", "GPT", "CharLSTM"])
 def test_one_training_step_of_every_model_matches_the_cpu_reference(name, device: DeviceCase):
     from tinygrad_lab import train
