@@ -66,3 +66,14 @@ def device(request: pytest.FixtureRequest) -> Iterator[DeviceCase]:
 def cpu_path(request: pytest.FixtureRequest) -> Iterator[DeviceCase]:
     """The two CPU paths, cpu-kernels and cpu-reference."""
     yield from _run_case(request.param)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ceilings_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Machine ceilings (tl.ceilings.get, used by tl.summarize) cached in a temporary folder for
+    the session, never in the user's cache; a TINYGRAD_LAB_CACHE_DIR set by the caller wins."""
+    patch = pytest.MonkeyPatch()
+    if not os.environ.get("TINYGRAD_LAB_CACHE_DIR"):
+        patch.setenv("TINYGRAD_LAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()

@@ -19,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as _np
 
 from tinygrad_lab import helpers
-from tinygrad_lab.backends import Array, Backend
+from tinygrad_lab.backends import Array, Backend, array_module
+from tinygrad_lab.flops import numel
 
 if TYPE_CHECKING:
     from tinygrad_lab.tensor import Tensor
@@ -90,16 +93,39 @@ class Function:
         if self.recording:
             self.saved = values
 
+    def workspace(self, *arrays: Any) -> None:
+        """Declare scratch arrays (im2col columns, recomputed attention weights) so the memory
+        accounting counts them while they live; a no-op when it is off."""
+        if _memory is not None:
+            _memory.add_all(arrays, "temporaries", self.backend.device)
+
     def saved_bytes(self) -> int:
         return sum(int(getattr(v, "nbytes", 0)) for v in self.saved or ())
 
+    # --- FLOP counts (the convention: tinygrad_lab/flops.py) -----------------------------
+    flops_per_element: ClassVar[tuple[int, int | tuple[int, ...]] | None] = None
+    """(forward, backward) FLOPs per output element, for an op that costs that: backward is
+    one count, or one per input, summed over the inputs that need a gradient. None: the op
+    overrides flops() and backward_flops(). Every op of tinygrad_lab.ops does one or the other
+    (tests/test_flops.py); an op from elsewhere that does neither counts one per output element
+    forward and twice that backward."""
+
     def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
-        """Floating-point operations of forward (backward is counted as twice that by
-        convention); one per output element unless an op knows better (matmul does)."""
-        size = 1
-        for s in out_shape:
-            size *= s
-        return size
+        """Floating-point operations of this node's forward, from the shapes (and the node's
+        parameters)."""
+        per = self.flops_per_element
+        return numel(out_shape) * (1 if per is None else per[0])
+
+    def backward_flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
+        """Floating-point operations of this node's backward (the gradients it returns, for
+        the inputs that need one; summing a broadcast gradient back is the tape's, not counted)."""
+        per = self.flops_per_element
+        if per is None:
+            return 2 * self.flops(in_shapes, out_shape)
+        back = per[1]
+        if isinstance(back, int):
+            return numel(out_shape) * back
+        return numel(out_shape) * sum(c for c, need in zip(back, self.needs_input_grad) if need)
 
     # --- the maths, written by each op ----------------------------------------------------
     def forward(self, *arrays: Array) -> Array:
@@ -138,10 +164,11 @@ class Function:
         # known before forward, so an op can skip saving what no gradient will need
         fn.needs_input_grad = needs
         if _observed:
+            arrays = [t.data for t in inputs]
             start = time.perf_counter()
-            out = fn.forward(*[t.data for t in inputs])
+            out = fn.forward(*arrays)
             backend.synchronize()
-            _record(fn, "forward", time.perf_counter() - start, inputs, out)
+            _record(fn, "forward", start, time.perf_counter(), inputs, arrays, out)
         elif len(inputs) == 2:
             out = fn.forward(first.data, second.data)
         elif len(inputs) == 1:
@@ -152,6 +179,8 @@ class Function:
         if recording:
             fn.parents = inputs
             result._ctx = fn
+        if _memory is not None:
+            _memory.on_apply(fn, out)
         return result
 
     @classmethod
@@ -180,33 +209,89 @@ def _mixed_devices(op: type[Function], first: Tensor, other: Tensor) -> RuntimeE
 
 
 # --- per-op profiling (DEBUG>=2 prints, tl.profile() collects) ------------------------------
-_profiler: list[dict[str, Any]] | None = None
+class ProfileRecords(list):  # list[dict[str, Any]]
+    """What `with tl.profile() as records:` yields: one dict per op forward and backward (and
+    per optimizer update), in the order they ran, plus the region's times:
+
+    - `wall_seconds`: the region's wall time (set when the block ends);
+    - `profiler_seconds`: the part of it the profiler spent building records;
+    - `started`: the region's start (time.perf_counter); each record's `start_ms` counts from it.
+
+    A record: op, phase ("forward", "backward", "optimizer"), device, start_ms, ms, in_shapes,
+    out_shape, out_bytes, saved_bytes, bytes (read + new arrays written; 0 for a view), flops.
+    tinygrad_lab/profiling.py turns them into a table, step totals and a Chrome trace.
+    """
+
+    started: float = 0.0
+    wall_seconds: float = 0.0
+    profiler_seconds: float = 0.0
+
+
+_profiler: ProfileRecords | None = None
 _observed: bool = helpers.DEBUG >= 2
 """True when each op must be timed (DEBUG>=2 or inside tl.profile()); checked once per op."""
+
+_memory: Any = None
+"""The running tinygrad_lab.memory ledger, or None when memory is not accounted (the default):
+checked once per op and per allocation site."""
 
 _wrap: Any = None
 """Tensor._wrap, installed by tinygrad_lab.tensor (which imports this module first)."""
 
 
-def _record(fn: Function, phase: str, seconds: float, inputs: Any, out: Any) -> None:
+def _record(fn: Function, phase: str, start: float, end: float, inputs: Any, reads: list[Any],
+            out: Any, written: Any = None) -> None:
+    """Record a forward or backward call that ran from `start` to `end` (perf_counter). `reads`:
+    the arrays it read (backward: the output gradients and what forward saved); `written`:
+    backward's input gradients (forward writes `out`)."""
     shapes = [tuple(t.shape) for t in inputs] if inputs is not None else []
     outs = out if isinstance(out, (list, tuple)) else (out,)  # several for apply_many's ops
     out_shape = tuple(getattr(outs[0], "shape", ())) if outs else ()
     entry = {
         "op": fn.name,
         "phase": phase,
-        "ms": seconds * 1e3,
+        "device": fn.backend.device,
+        "start_ms": (start - _profiler.started) * 1e3 if _profiler is not None else 0.0,
+        "ms": (end - start) * 1e3,
         "in_shapes": shapes,
         "out_shape": out_shape,
         "out_bytes": sum(int(getattr(o, "nbytes", 0)) for o in outs),
         "saved_bytes": fn.saved_bytes(),
-        "flops": fn.flops(shapes, out_shape) * (2 if phase == "backward" else 1),
+        "bytes": _moved_bytes(reads, outs if written is None else written),
+        "flops": (fn.backward_flops(shapes, out_shape) if phase == "backward"
+                  else fn.flops(shapes, out_shape)),
     }
-    if _profiler is not None:
-        _profiler.append(entry)
+    _store(entry, end)
     if helpers.DEBUG >= 2:
         extra = f" saved={entry['saved_bytes']}B" if helpers.DEBUG >= 3 else ""
         helpers.log(f"{phase:<8} {fn.name:<16} {shapes} -> {out_shape} {entry['ms']:.3f} ms{extra}")
+
+
+def _store(entry: dict[str, Any], end: float) -> None:
+    """Append a record, counting the bookkeeping since `end` (the call's end) as the
+    profiler's own time."""
+    if _profiler is not None:
+        _profiler.append(entry)
+        _profiler.profiler_seconds += time.perf_counter() - end
+
+
+def _moved_bytes(reads: Any, writes: Any) -> int:
+    """Bytes a call moved: every array it read (each once) plus every new array it wrote. An
+    output that is a view of an input (reshape, permute, expand, basic slicing, a gradient
+    passed through) was not written, and a call that wrote nothing new moved nothing."""
+    arrays = list({id(a): a for a in reads if hasattr(a, "nbytes")}.values())
+    new = [w for w in writes if hasattr(w, "nbytes") and not any(_shares(w, a) for a in arrays)]
+    if not new:
+        return 0
+    return sum(int(a.nbytes) for a in arrays) + sum(int(w.nbytes) for w in new)
+
+
+def _shares(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):  # arrays of two devices
+        return False
+    if isinstance(a, _np.ndarray):
+        return bool(_np.may_share_memory(a, b))
+    return bool(array_module(a).may_share_memory(a, b))
 
 
 def timed_backward(node: Function, grad: Any) -> tuple[Array | None, ...]:
@@ -216,37 +301,54 @@ def timed_backward(node: Function, grad: Any) -> tuple[Array | None, ...]:
         start = time.perf_counter()
         in_grads = node.backward(grad)
         node.backend.synchronize()
-        _record(node, "backward", time.perf_counter() - start, node.parents, grad)
+        grads = grad if isinstance(grad, list) else [grad]
+        _record(node, "backward", start, time.perf_counter(), node.parents,
+                [*grads, *(node.saved or ())], grad, in_grads)
         return in_grads
     return node.backward(grad)
 
 
-def summarize(records: list[dict[str, Any]]) -> str:
-    """A table of profile records grouped by (op, phase): calls, total ms, share, GFLOP/s."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault((r["op"], r["phase"]), []).append(r)
-    total_ms = sum(r["ms"] for r in records) or 1.0
-    rows = [f"{'op':<24}{'phase':<10}{'calls':>6}{'ms':>10}{'share':>8}{'GFLOP/s':>10}"]
-    for (op, phase), rs in sorted(groups.items(), key=lambda kv: -sum(r["ms"] for r in kv[1])):
-        ms = sum(r["ms"] for r in rs)
-        gflops = sum(r["flops"] for r in rs) / (ms * 1e6) if ms > 0 else 0.0
-        rows.append(f"{op:<24}{phase:<10}{len(rs):>6}{ms:>10.3f}{100 * ms / total_ms:>7.1f}%"
-                    f"{gflops:>10.2f}")
-    rows.append(f"{'total':<40}{total_ms:>10.3f}")
-    return "\n".join(rows)
+def timed_update(optimizer: Any, p: Tensor, state: dict[str, Any]) -> None:
+    """Run one optimizer update of parameter p (Optimizer.step, when profiling or DEBUG>=2),
+    recorded with phase "optimizer": it reads p, its gradient and its state and writes p and
+    the state, all in place."""
+    grad = p.grad.data  # type: ignore[union-attr]
+    start = time.perf_counter()
+    optimizer.update(p, grad, state)
+    p._backend.synchronize()
+    end = time.perf_counter()
+    state_bytes = sum(int(getattr(v, "nbytes", 0)) for v in state.values())
+    entry = {
+        "op": type(optimizer).__name__,
+        "phase": "optimizer",
+        "device": p._backend.device,
+        "start_ms": (start - _profiler.started) * 1e3 if _profiler is not None else 0.0,
+        "ms": (end - start) * 1e3,
+        "in_shapes": [p.shape],
+        "out_shape": p.shape,
+        "out_bytes": 0,
+        "saved_bytes": 0,
+        "bytes": 2 * (int(p.data.nbytes) + state_bytes) + int(grad.nbytes),
+        "flops": optimizer.update_flops() * numel(p.shape),
+    }
+    _store(entry, end)
+    if helpers.DEBUG >= 2:
+        helpers.log(f"{'update':<8} {entry['op']:<16} {p.shape} {entry['ms']:.3f} ms")
 
 
 @contextlib.contextmanager
-def profile() -> Iterator[list[dict[str, Any]]]:
-    """Collect one record per op forward and backward: `with tl.profile() as records: ...`."""
+def profile() -> Iterator[ProfileRecords]:
+    """Collect one record per op forward and backward and per optimizer update:
+    `with tl.profile() as records: ...`; records.wall_seconds is the block's wall time."""
     global _profiler, _observed
     previous = _profiler
-    records: list[dict[str, Any]] = []
+    records = ProfileRecords()
     _profiler = records
     _observed = True
+    records.started = time.perf_counter()
     try:
         yield records
     finally:
+        records.wall_seconds = time.perf_counter() - records.started
         _profiler = previous
         _observed = previous is not None or helpers.DEBUG >= 2

@@ -140,25 +140,18 @@ def log(msg: str) -> None:
 
 
 def live_tensor_bytes() -> int:
-    """Bytes held by every live Tensor's array (and its .grad), each buffer counted once.
+    """Bytes held by every live Tensor's array (and its .grad), by optimizer state and by saved
+    arrays of graphs not yet walked, each buffer counted once (tinygrad_lab.memory.live_arrays).
 
     Walks the garbage collector's objects: slow, meant for leak checks, not for hot paths.
     """
-    import gc
-
-    from tinygrad_lab.tensor import Tensor
+    from tinygrad_lab.memory.ledger import live_arrays, owner
 
     seen: set[int] = set()
     total = 0
-    for obj in gc.get_objects():
-        if issubclass(type(obj), Tensor):  # type(): no __class__ lookups on foreign proxies
-            for arr in (obj.data, obj.grad.data if obj.grad is not None else None):
-                if arr is None:
-                    continue
-                base = arr
-                while getattr(base, "base", None) is not None:
-                    base = base.base
-                if id(base) not in seen:
-                    seen.add(id(base))
-                    total += int(getattr(base, "nbytes", 0))
+    for _device, _category, arr in live_arrays():
+        base = owner(arr)
+        if id(base) not in seen:
+            seen.add(id(base))
+            total += int(getattr(base, "nbytes", 0))
     return total

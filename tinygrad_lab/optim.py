@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from tinygrad_lab import function
 from tinygrad_lab.backends import Array, array_module, reference_function
 from tinygrad_lab.tensor import Tensor
 
@@ -49,14 +50,25 @@ class Optimizer:
             state = self.state.get(id(p))
             if state is None:
                 state = self.state[id(p)] = self.init_state(p)
+                if function._memory is not None:
+                    function._memory.add_all(state.values(), "optimizer_state", p._device)
             state["step"] += 1
-            self.update(p, p.grad.data, state)
+            if function._observed:  # profiling: time and count the update
+                function.timed_update(self, p, state)
+            else:
+                self.update(p, p.grad.data, state)
 
     def init_state(self, p: Tensor) -> dict[str, Any]:
         return {"step": 0}
 
     def update(self, p: Tensor, grad: Array, state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def update_flops(self) -> int:
+        """FLOPs of one update per parameter element, counted on the reference update below
+        (the convention of tinygrad_lab/flops.py; lr and bias-correction scalars are free).
+        An optimizer that does not say counts 0."""
+        return 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"lr": self.lr, "state": {i: self.state.get(id(p)) for i, p in
@@ -80,6 +92,10 @@ class SGD(Optimizer):
         size = p.shape if self.momentum else (0,)
         return {"step": 0, "velocity": xp.zeros(size, dtype=p.dtype)}
 
+    def update_flops(self) -> int:
+        # + wd p; v = mu v + (1 - dampening) d; d + mu v; p -= lr d
+        return 2 * bool(self.weight_decay) + 3 * bool(self.momentum) + 2 * self.nesterov + 2
+
     def update(self, p: Tensor, grad: Array, state: dict[str, Any]) -> None:
         p._backend.call("sgd_step", p.data, grad, state["velocity"], self.lr, self.momentum,
                         self.dampening, self.weight_decay, self.nesterov, state["step"] == 1)
@@ -100,6 +116,11 @@ class Adam(Optimizer):
     def init_state(self, p: Tensor) -> dict[str, Any]:
         xp = p._backend.xp
         return {"step": 0, "m": xp.zeros(p.shape, p.dtype), "v": xp.zeros(p.shape, p.dtype)}
+
+    def update_flops(self) -> int:
+        # m: 3, v: 4, the two bias corrections, p -= lr m_hat / (sqrt(v_hat) + eps): 5; weight
+        # decay adds 2 (g + wd p), decoupled 1 (p *= 1 - lr wd)
+        return 14 + (1 if self.decoupled else 2) * bool(self.weight_decay)
 
     def update(self, p: Tensor, grad: Array, state: dict[str, Any]) -> None:
         name = "adamw_step" if self.decoupled else "adam_step"
@@ -132,6 +153,10 @@ class RMSprop(Optimizer):
         buf = xp.zeros(p.shape if self.momentum else (0,), p.dtype)
         return {"step": 0, "square_avg": xp.zeros(p.shape, p.dtype), "buf": buf}
 
+    def update_flops(self) -> int:
+        # s: 4, g / (sqrt(s) + eps): 3, p -= lr step: 2; + wd p; buf = mu buf + step
+        return 9 + 2 * bool(self.weight_decay) + 2 * bool(self.momentum)
+
     def update(self, p: Tensor, grad: Array, state: dict[str, Any]) -> None:
         p._backend.call("rmsprop_step", p.data, grad, state["square_avg"], self.lr, self.alpha,
                         self.eps, self.weight_decay, self.momentum, state["buf"])
@@ -148,6 +173,10 @@ class Adagrad(Optimizer):
     def init_state(self, p: Tensor) -> dict[str, Any]:
         return {"step": 0, "sum_sq": p._backend.xp.zeros(p.shape, p.dtype)}
 
+    def update_flops(self) -> int:
+        # s += g g: 2, p -= lr g / (sqrt(s) + eps): 5; + wd p
+        return 7 + 2 * bool(self.weight_decay)
+
     def update(self, p: Tensor, grad: Array, state: dict[str, Any]) -> None:
         p._backend.call("adagrad_step", p.data, grad, state["sum_sq"], self.lr, self.eps,
                         self.weight_decay)
@@ -163,6 +192,8 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
         scale = max_norm / (total + 1e-6)
         for g in grads:
             g.data = g.data * scale
+            if function._memory is not None:
+                function._memory.add(g.data, "gradients", g._device)
     return total
 
 

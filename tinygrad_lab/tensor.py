@@ -69,6 +69,8 @@ class Tensor:
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
+        if _function._memory is not None:
+            _function._memory.add(arr, "temporaries", self._device)
 
     @classmethod
     def _wrap(cls, data: Array, backend: Backend, device: str, requires_grad: bool) -> Tensor:
@@ -208,6 +210,8 @@ class Tensor:
             # a copy: the seed can end up as a leaf's .grad, which must not alias the caller's array
             seed = seed.astype(self.dtype, copy=True)
         grads: dict[int, Array] = {id(self): seed}
+        if _function._memory is not None:
+            _function._memory.add(seed, "temporaries", self._device)
         leaf_arrays: set[int] = set()
         # nodes with several outputs (Function.apply_many): their outputs' gradients, gathered
         # until the walk reaches one of the node's inputs, which comes after all its outputs
@@ -613,6 +617,8 @@ def _filled(shape: Iterable[Any], value: float, dtype: Any, device: str, rg: boo
     backend = get_backend(device)
     arr = backend.xp.full(dims, value, dtype=dtype)
     t = Tensor._wrap(arr, backend, backend.device, False)
+    if _function._memory is not None:
+        _function._memory.add(arr, "temporaries", backend.device)
     if rg:
         t.requires_grad_(True)
     return t
@@ -644,6 +650,7 @@ def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dic
                     retain_graph: bool) -> None:
     """Add a node's input gradients into `grads`, summed back to each input's shape and cast to
     its dtype; then free what the node saved, unless the graph is to be walked again."""
+    memory = _function._memory
     for parent, pg, need in zip(node.parents, in_grads, node.needs_input_grad):
         if not need or pg is None:
             continue
@@ -654,7 +661,11 @@ def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dic
         key = id(parent)
         prev = grads.get(key)
         grads[key] = pg if prev is None else prev + pg
+        if memory is not None:
+            memory.add(grads[key], "temporaries", parent._device)
     if not retain_graph:
+        if memory is not None:
+            memory.release(node)
         node.saved = None  # type: ignore[assignment]
         node.parents = ()
 
@@ -669,6 +680,8 @@ def _accumulate_leaf(leaf: Tensor, g: Array, seen: set[int]) -> None:
         leaf.grad = Tensor._wrap(g, leaf._backend, leaf.device, False)
     else:
         leaf.grad = Tensor._wrap(leaf.grad.data + g, leaf._backend, leaf.device, False)
+    if _function._memory is not None:
+        _function._memory.add(leaf.grad.data, "gradients", leaf._device)
 
 
 def _check_broadcast(op: str, a: Shape, b: Shape, result: Shape | None = None) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab import function as _function
 from tinygrad_lab.backends import DEFAULT_DEVICE
 from tinygrad_lab.tensor import Tensor
 
@@ -18,6 +19,8 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any, device: str = DEFAULT_DEVICE) -> None:
         super().__init__(data, requires_grad=True, device=device)
+        if _function._memory is not None:
+            _function._memory.add(self.data, "parameters", self._device)
 
 
 class Module:
@@ -34,6 +37,8 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kw: Any) -> Any:
+        if _function._memory is not None:  # memory accounting: ops inside belong to this module
+            return _function._memory.call_module(self, args, kw)
         return self.forward(*args, **kw)
 
     # --- the tree -------------------------------------------------------------------------
@@ -157,6 +162,8 @@ class Module:
             p.data = backend.asarray(p._backend.to_numpy(p.data))
             p._backend, p._device = backend, backend.device
             p.grad = None
+            if _function._memory is not None:
+                _function._memory.add(p.data, "parameters", p._device)
         for _, b in self.named_buffers():
             b.data = backend.asarray(b._backend.to_numpy(b.data))
             b._backend, b._device = backend, backend.device

@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
+
+MASKED_SOFTMAX_BACKWARD_FLOPS = 5
+"""Per score: scale * y * (g - sum(g * y)) is a product, a sum, a subtraction, two products."""
+
+
+def masked_softmax_flops(causal: bool, mask: Array | None) -> int:
+    """Forward FLOPs per score: the scaling, the select of hidden entries when there are any,
+    then the softmax (max, subtract, exp, sum, divide)."""
+    return 1 + (causal or mask is not None) + 5
 
 
 class MaskedSoftmax(Function):
@@ -28,6 +38,12 @@ class MaskedSoftmax(Function):
     scale: float
     causal: bool
     mask: Array | None
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape) * masked_softmax_flops(self.causal, self.mask)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape) * MASKED_SOFTMAX_BACKWARD_FLOPS
 
     def forward(self, scores: Array) -> Array:
         y = self.call("masked_softmax_forward", scores, self.scale, self.causal, self.mask)
@@ -47,7 +63,9 @@ class QKVAttention(Function):
     split, transpose or scatter nodes run around the attention. With rotary tables cos, sin
     (T, D), q and k are rotated first. Per head, with P = masked_softmax(q k^T / sqrt(D)):
     y = P v;  dv = P^T gy;  dP = gy v^T;  dS = softmax backward of dP;  dq = dS k;  dk = dS^T q,
-    written straight into one dqkv (B, T, 3C). Saved: q, k (views, or rotated copies), v, P.
+    written straight into one dqkv (B, T, 3C). Saved: q, k (views, or rotated copies), v;
+    backward recomputes P (one more q k^T and softmax, as FlashAttention does) rather than keep
+    a (B, H, T, T) array per layer: what is saved is then the qkv buffer, O(T) per sample.
     """
 
     num_heads: int
@@ -55,6 +73,26 @@ class QKVAttention(Function):
     mask: Array | None
     cos: Array | None
     sin: Array | None
+
+    def _sizes(self, in_shapes: list[Shape]) -> tuple[int, int, int]:
+        """(scores B*H*T*T, one q/k/v block B*T*C, one product B*T*T*C): every causal score
+        is computed (then hidden), so none is left out."""
+        b, t, c3 = in_shapes[0]
+        return b * self.num_heads * t * t, b * t * (c3 // 3), b * t * t * (c3 // 3)
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # rotary on q and k (3 each per element), q k^T and P v (2 B T T C each), the softmax
+        scores, block, product = self._sizes(in_shapes)
+        rotary = 2 * 3 * block if self.cos is not None else 0
+        return rotary + 2 * 2 * product + scores * masked_softmax_flops(self.causal, self.mask)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # P recomputed (q k^T, the softmax); dv = P^T gy, dP = gy v^T, dq = dS k, dk = dS^T q;
+        # the softmax backward; rotary on dq, dk
+        scores, block, product = self._sizes(in_shapes)
+        rotary = 2 * 3 * block if self.cos is not None else 0
+        recompute = 2 * product + scores * masked_softmax_flops(self.causal, self.mask)
+        return recompute + 4 * 2 * product + scores * MASKED_SOFTMAX_BACKWARD_FLOPS + rotary
 
     def forward(self, qkv: Array) -> Array:
         b, t, c3 = qkv.shape
@@ -65,21 +103,31 @@ class QKVAttention(Function):
         if self.cos is not None:
             q = q * self.cos + _rotate_pairs(q) * self.sin
             k = k * self.cos + _rotate_pairs(k) * self.sin
-        scale = 1.0 / float(np.sqrt(d))
-        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
-        p = self.call("masked_softmax_forward", scores, scale, self.causal, self.mask)
-        self.save(q, k, v, p)
-        y = p @ v  # (B, H, T, D)
+        self.save(q, k, v)
+        y = self._weights(q, k) @ v  # (B, H, T, D)
         return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
 
+    def _weights(self, q: Array, k: Array) -> Array:
+        """P = masked_softmax(q k^T / sqrt(D)) (B, H, T, T), in forward and again in backward."""
+        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
+        self.workspace(scores)
+        p = self.call("masked_softmax_forward", scores, 1.0 / float(np.sqrt(q.shape[-1])),
+                      self.causal, self.mask)
+        self.workspace(p)
+        return p
+
     def backward(self, g: Array) -> tuple[Array]:
-        q, k, v, p = self.saved
+        q, k, v = self.saved
         b, h, t, d = q.shape
+        p = self._weights(q, k)  # recomputed: bit for bit the forward's
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
         dqkv = self.xp.empty((b, t, 3, h, d), dtype=g.dtype)
         dqkv[:, :, 2] = (p.swapaxes(-1, -2) @ gy).transpose(0, 2, 1, 3)  # dv (B, T, H, D)
         dp = gy @ v.swapaxes(-1, -2)  # (B, H, T, T)
+        self.workspace(dqkv, dp)
         ds = self.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
+        self.workspace(ds)
+        del p, dp
         dq = ds @ k  # (B, H, T, D)
         dk = ds.swapaxes(-1, -2) @ q  # (B, H, T, D)
         if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
@@ -100,6 +148,7 @@ class Rotary(Function):
 
     cos: Array
     sin: Array
+    flops_per_element = (3, 3)  # x cos + rot(x) sin; g cos - rot(g sin)
 
     def forward(self, x: Array) -> Array:
         return x * self.cos + _rotate_pairs(x) * self.sin

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinygrad_lab.backends import REFERENCES, Array, array_module, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 from tinygrad_lab.ops import elementwise
 from tinygrad_lab.ops.linalg import bias_act_forward
@@ -63,6 +64,24 @@ class Conv2d(Function):
     groups: int
     activation: str | None
 
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # the GEMM: 2 (C/G) KH KW per output, then the bias add and the activation
+        act_forward = elementwise.activation_flops(self.activation)[0]
+        per_out = 2 * numel(in_shapes[1][1:]) + (len(in_shapes) == 3) + act_forward
+        return numel(out_shape) * per_out
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # act'(g) and the bias gradient (a sum over N*L), the GEMM for gw, the GEMM for gcols
+        # and col2im adding each of the N*L*C*KH*KW columns' entries into gx
+        act_backward = elementwise.activation_flops(self.activation)[1]
+        need = self.needs_input_grad
+        window = numel(in_shapes[1][1:])  # (C/G) KH KW
+        pixels = numel(out_shape) // in_shapes[1][0]  # N*L
+        cols = pixels * window * self.groups  # the im2col matrix: C KH KW rows, N*L columns
+        return (numel(out_shape) * (act_backward + (len(need) == 3 and need[2])
+                                    + 2 * window * (need[0] + need[1]))
+                + (cols if need[0] else 0))
+
     def forward(self, x: Array, w: Array, b: Array | None = None) -> Array:
         n, _, h, wd = x.shape
         o, g = w.shape[0], self.groups
@@ -74,6 +93,7 @@ class Conv2d(Function):
             y = w.reshape(o, -1) @ cols  # (O, N*L)
         else:
             y = w.reshape(g, o // g, -1) @ cols.reshape(g, -1, n * oh * ow)  # (G, O/G, N*L)
+        self.workspace(cols, y)  # counted while they live, saved or not
         act = self.activation
         if act and elementwise.ACTIVATIONS[act].keeps == "input":  # its backward needs the input
             kept = self.call("conv2d_bias_act_forward", y.reshape(o, n * oh * ow), b, None,
@@ -94,6 +114,7 @@ class Conv2d(Function):
         g = self.groups
         need_x, need_w = self.needs_input_grad[:2]
         g2, gb = self.call("conv2d_bias_act_backward", gy, kept, self.activation)  # (O, N*L), (O,)
+        self.workspace(g2)
         gx = gw = None
         if g == 1:
             if need_w:
@@ -108,6 +129,7 @@ class Conv2d(Function):
                 gcols = w.reshape(g, o // g, -1).transpose(0, 2, 1) @ g3  # (G, C/G*KH*KW, N*L)
                 gcols = gcols.reshape(-1, n * oh * ow)  # (C*KH*KW, N*L)
         if need_x:
+            self.workspace(gcols)
             gx = self.call("col2im", gcols, x_shape, self.kernel_size, self.stride, self.padding,
                            self.dilation)
         if len(self.needs_input_grad) == 3:
@@ -196,6 +218,12 @@ class MaxPool2d(Function):
     stride: Pair
     padding: Pair
 
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape) * numel(self.kernel_size)  # a compare per window element
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape)  # each gradient added at its maximum
+
     def forward(self, x: Array) -> Array:
         y, idx = self.call("maxpool2d_forward", x, self.kernel_size, self.stride, self.padding)
         self.save(idx, x.shape)
@@ -213,6 +241,14 @@ class AvgPool2d(Function):
     kernel_size: Pair
     stride: Pair
     padding: Pair
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # a window's KH*KW - 1 adds and one divide
+        return numel(out_shape) * numel(self.kernel_size)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # g / (KH*KW), then added into each of the window's KH*KW places
+        return numel(out_shape) * (1 + numel(self.kernel_size))
 
     def forward(self, x: Array) -> Array:
         self.save(x.shape)

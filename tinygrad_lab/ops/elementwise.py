@@ -11,11 +11,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 
 
 class Add(Function):
     """z = a + b;  dz/da = 1, dz/db = 1."""
+
+    flops_per_element = (1, (0, 0))  # backward passes g through
 
     def forward(self, a: Array, b: Array) -> Array:
         return a + b
@@ -27,6 +30,8 @@ class Add(Function):
 class Sub(Function):
     """z = a - b;  dz/da = 1, dz/db = -1."""
 
+    flops_per_element = (1, (0, 1))
+
     def forward(self, a: Array, b: Array) -> Array:
         return a - b
 
@@ -36,6 +41,8 @@ class Sub(Function):
 
 class Mul(Function):
     """z = a * b;  dz/da = b, dz/db = a."""
+
+    flops_per_element = (1, (1, 1))
 
     def forward(self, a: Array, b: Array) -> Array:
         need_a, need_b = self.needs_input_grad
@@ -55,6 +62,13 @@ class Div(Function):
         self.save(b, z if self.needs_input_grad[1] else None)
         return z
 
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # g / b once, then for b: negate and multiply by z
+        return numel(out_shape) * (1 + 2 * self.needs_input_grad[1])
+
     def backward(self, g: Array) -> tuple[Array | None, Array | None]:
         b, z = self.saved
         g_over_b = g / b
@@ -64,6 +78,8 @@ class Div(Function):
 
 class Neg(Function):
     """z = -a."""
+
+    flops_per_element = (1, 1)
 
     def forward(self, a: Array) -> Array:
         return -a
@@ -76,6 +92,14 @@ class PowScalar(Function):
     """z = a ** p for a constant p;  dz/da = p * a**(p-1)."""
 
     exponent: float
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # p = 0: zeros; p = 2: g * 2 * a; else g * p * a**(p-1) (p - 1 is a constant)
+        p = self.exponent
+        return numel(out_shape) * (0 if p == 0 else 2 if p == 2 else 3)
 
     def forward(self, a: Array) -> Array:
         self.save(a)
@@ -96,6 +120,8 @@ class PowScalar(Function):
 class Pow(Function):
     """z = a ** b;  dz/da = b * a**(b-1),  dz/db = z * log(a) (a > 0 where b needs a gradient)."""
 
+    flops_per_element = (1, (4, 3))  # a: b - 1, pow, two products; b: log, two products
+
     def forward(self, a: Array, b: Array) -> Array:
         z = a**b
         need_a, need_b = self.needs_input_grad
@@ -112,6 +138,8 @@ class Pow(Function):
 class Exp(Function):
     """z = exp(a);  dz/da = z."""
 
+    flops_per_element = (1, 1)
+
     def forward(self, a: Array) -> Array:
         z = self.xp.exp(a)
         self.save(z)
@@ -125,6 +153,8 @@ class Exp(Function):
 class Log(Function):
     """z = log(a);  dz/da = 1/a."""
 
+    flops_per_element = (1, 1)
+
     def forward(self, a: Array) -> Array:
         self.save(a)
         return self.xp.log(a)
@@ -136,6 +166,8 @@ class Log(Function):
 
 class Sqrt(Function):
     """z = sqrt(a);  dz/da = 1 / (2 z)."""
+
+    flops_per_element = (1, 2)
 
     def forward(self, a: Array) -> Array:
         z = self.xp.sqrt(a)
@@ -149,6 +181,8 @@ class Sqrt(Function):
 
 class Abs(Function):
     """z = |a|;  dz/da = sign(a) (0 at 0, as NumPy's sign)."""
+
+    flops_per_element = (1, 2)  # sign, product
 
     def forward(self, a: Array) -> Array:
         self.save(a)
@@ -164,6 +198,17 @@ class Clip(Function):
 
     low: float | None
     high: float | None
+
+    def _bounds(self) -> int:
+        return (self.low is not None) + (self.high is not None)
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape) * self._bounds()  # one max and/or one min
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # one compare per bound, an `and` when there are two, the product with g
+        bounds = self._bounds()
+        return numel(out_shape) * (bounds + (bounds == 2) + 1)
 
     def forward(self, a: Array) -> Array:
         self.save(a)
@@ -182,6 +227,14 @@ class Clip(Function):
 class Maximum(Function):
     """z = max(a, b);  the gradient goes to the larger input, split evenly on ties."""
 
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape)
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # share_a: two compares, a product, a sum; then g * share_a, and g * (1 - share_a)
+        need_a, need_b = self.needs_input_grad
+        return numel(out_shape) * (4 + need_a + 2 * need_b)
+
     def forward(self, a: Array, b: Array) -> Array:
         z = self.xp.maximum(a, b)
         self.save(a, b)
@@ -196,6 +249,8 @@ class Maximum(Function):
 
 class Where(Function):
     """z = cond ? a : b;  no gradient to cond."""
+
+    flops_per_element = (1, (0, 1, 1))  # one select each
 
     def forward(self, cond: Array, a: Array, b: Array) -> Array:
         self.save(cond)
@@ -212,6 +267,8 @@ class Where(Function):
 class Cast(Function):
     """z = a.astype(dtype); the gradient is cast back in backward (by Tensor.backward)."""
 
+    flops_per_element = (0, 0)  # a conversion, no arithmetic
+
     dtype: Any
 
     def forward(self, a: Array) -> Array:
@@ -224,6 +281,8 @@ class Cast(Function):
 # --- activations: named array functions, so kernels can take over ------------------------------
 class Relu(Function):
     """z = max(a, 0);  dz/da = 1 where z > 0 (0 at the kink)."""
+
+    flops_per_element = (1, 2)  # compare, product
 
     def forward(self, a: Array) -> Array:
         z = self.call("relu_forward", a)
@@ -238,6 +297,8 @@ class Relu(Function):
 class Tanh(Function):
     """z = tanh(a);  dz/da = 1 - z**2, so only the output is saved."""
 
+    flops_per_element = (1, 3)
+
     def forward(self, a: Array) -> Array:
         z = self.call("tanh_forward", a)
         self.save(z)
@@ -250,6 +311,8 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     """z = 1 / (1 + exp(-a));  dz/da = z (1 - z)."""
+
+    flops_per_element = (4, 3)  # negate, exp, add, divide; y (1 - y) g
 
     def forward(self, a: Array) -> Array:
         z = self.call("sigmoid_forward", a)
@@ -264,6 +327,8 @@ class Sigmoid(Function):
 class Gelu(Function):
     """z = 0.5 a (1 + tanh(k (a + 0.044715 a**3))), k = sqrt(2/pi): the tanh approximation."""
 
+    flops_per_element = (9, 19)  # counted term by term on gelu_forward / gelu_backward
+
     def forward(self, a: Array) -> Array:
         self.save(a)
         return self.call("gelu_forward", a)
@@ -276,6 +341,8 @@ class Gelu(Function):
 class Softplus(Function):
     """z = log(1 + exp(beta a)) / beta, and z = a where beta a > threshold (PyTorch's softplus);
     dz/da = sigmoid(beta a), 1 above the threshold. Saves the input (the derivative needs it)."""
+
+    flops_per_element = (5, 6)  # beta a, exp, 1 +, log, / beta; g sigmoid(beta a)
 
     beta: float
     threshold: float
@@ -375,6 +442,14 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 """name -> Activation: what `activation=` accepts (nn.Linear, nn.Conv2d, F.linear, F.conv2d,
 keras Dense and Activation), and the functions of nn.functional of the same names."""
+
+
+def activation_flops(activation: str | None) -> tuple[int, int]:
+    """(forward, backward) FLOPs per element of a registered activation; (0, 0) for None."""
+    if activation is None:
+        return 0, 0
+    forward, backward = ACTIVATIONS[activation].op.flops_per_element or (0, 0)
+    return forward, int(backward)  # type: ignore[arg-type]  # unary: one backward count
 
 
 def check_activation(activation: str | None, caller: str, also: tuple[str, ...] = ()) -> None:

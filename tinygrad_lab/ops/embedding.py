@@ -22,6 +22,7 @@ class Embedding(Function):
     """
 
     ids: Array
+    flops_per_element = (0, 1)  # a gather; backward adds each gradient row into its table row
 
     def forward(self, weight: Array) -> Array:
         self.save(weight.shape[0])

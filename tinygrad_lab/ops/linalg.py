@@ -7,8 +7,9 @@ them: the bias add and the activation of a dense layer, in one named array funct
 from __future__ import annotations
 
 from tinygrad_lab.backends import REFERENCES, Array, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
-from tinygrad_lab.ops.elementwise import ACTIVATIONS, check_activation
+from tinygrad_lab.ops.elementwise import ACTIVATIONS, activation_flops, check_activation
 
 
 class MatMul(Function):
@@ -22,21 +23,17 @@ class MatMul(Function):
         self.save(a if need_b else None, b if need_a else None)  # da needs b, db needs a
         return a @ b
 
-    def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
-        return 2 * in_shapes[0][-1] * _size(out_shape)  # one multiply-add per term
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 2 * in_shapes[0][-1] * numel(out_shape)  # a multiply-add per term: 2 M N K
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return self.flops(in_shapes, out_shape) * sum(self.needs_input_grad)  # a GEMM each
 
     def backward(self, g: Array) -> tuple[Array | None, Array | None]:
         a, b = self.saved
         ga = g @ b.swapaxes(-1, -2) if b is not None else None
         gb = a.swapaxes(-1, -2) @ g if a is not None else None
         return ga, gb
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 class Linear(Function):
@@ -50,8 +47,18 @@ class Linear(Function):
 
     activation: str | None
 
-    def flops(self, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
-        return 2 * in_shapes[1][0] * _size(out_shape) + 2 * _size(out_shape)
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # the GEMM 2 N I O, the bias add, the activation
+        act_forward = activation_flops(self.activation)[0]
+        per_out = 2 * in_shapes[1][0] + (len(in_shapes) == 3) + act_forward
+        return numel(out_shape) * per_out
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # act'(g), then a GEMM for gx and one for gw, the bias gradient a sum over rows
+        need = self.needs_input_grad
+        per_out = (activation_flops(self.activation)[1] + 2 * in_shapes[1][0] * (need[0] + need[1])
+                   + (len(need) == 3 and need[2]))
+        return numel(out_shape) * per_out
 
     def forward(self, x: Array, w: Array, b: Array | None = None) -> Array:
         lead = x.shape[:-1]
@@ -76,6 +83,7 @@ class Linear(Function):
         gy2 = g.reshape(-1, out_features)  # (N, O) with N = product of leading axes
         if act:
             gy2 = self.call(f"{act}_backward", gy2, kept)
+            self.workspace(gy2)
         gx = (gy2 @ w.T).reshape(*g.shape[:-1], w.shape[0]) if w is not None else None
         gw = (x2.T @ gy2) if x2 is not None else None
         if len(self.needs_input_grad) == 3:

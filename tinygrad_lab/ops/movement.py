@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_lab.backends import Array, Backend, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 
 
@@ -32,6 +33,8 @@ def sum_to_shape(backend: Backend, g: Array, shape: tuple[int, ...]) -> Array:
 class Reshape(Function):
     """A new shape over the same elements; backward reshapes back."""
 
+    flops_per_element = (0, 0)  # data movement
+
     shape: tuple[int, ...]
 
     def forward(self, a: Array) -> Array:
@@ -46,6 +49,8 @@ class Reshape(Function):
 class Permute(Function):
     """Reorder axes; backward applies the inverse permutation."""
 
+    flops_per_element = (0, 0)  # data movement
+
     axes: tuple[int, ...]
 
     def forward(self, a: Array) -> Array:
@@ -57,6 +62,8 @@ class Permute(Function):
 
 class Expand(Function):
     """Broadcast to a larger shape (a view); backward sums back (done by Tensor.backward)."""
+
+    flops_per_element = (0, 0)  # data movement
 
     shape: tuple[int, ...]
 
@@ -79,6 +86,12 @@ class GetItem(Function):
 
     index: Any
 
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0  # data movement
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(out_shape) if _is_advanced(self.index) else 0  # a scatter-add, or a copy
+
     def forward(self, a: Array) -> Array:
         self.save(a.shape, a.dtype)
         return a[self.index]
@@ -97,6 +110,8 @@ class GetItem(Function):
 class Pad(Function):
     """Zero padding; backward slices the padding away."""
 
+    flops_per_element = (0, 0)  # data movement
+
     widths: tuple[tuple[int, int], ...]
 
     def forward(self, a: Array) -> Array:
@@ -112,6 +127,8 @@ class Pad(Function):
 class Concatenate(Function):
     """Join along an existing axis; backward splits g at the same offsets."""
 
+    flops_per_element = (0, 0)  # data movement
+
     axis: int
 
     def forward(self, *arrays: Array) -> Array:
@@ -126,6 +143,8 @@ class Concatenate(Function):
 
 class ToDevice(Function):
     """Copy between devices; the gradient is copied back."""
+
+    flops_per_element = (0, 0)  # data movement
 
     target: Backend
 

@@ -6,6 +6,7 @@ Each is one node whose backward uses the saved output, never the exponentials of
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array, array_module, reference_function
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 
 
@@ -13,6 +14,7 @@ class Softmax(Function):
     """y = exp(x - max) / sum(exp(x - max));  dx = y * (g - sum(g * y))."""
 
     axis: int
+    flops_per_element = (5, 4)  # max, subtract, exp, sum, divide; g y, sum, subtract, product
 
     def forward(self, x: Array) -> Array:
         y = self.call("softmax_forward", x, self.axis)
@@ -28,6 +30,7 @@ class LogSoftmax(Function):
     """y = x - max - log(sum(exp(x - max)));  dx = g - exp(y) * sum(g)."""
 
     axis: int
+    flops_per_element = (5, 4)  # max, subtract, exp, sum, subtract; exp, sum, product, subtract
 
     def forward(self, x: Array) -> Array:
         y = self.call("log_softmax_forward", x, self.axis)
@@ -46,6 +49,14 @@ class SoftmaxCrossEntropy(Function):
     """
 
     labels: Array
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # log-softmax (5 per logit), then its exp and the division by N (the labels' picks and
+        # the loss sum are per row)
+        return 7 * numel(in_shapes[0])
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(in_shapes[0])  # dlogits * g
 
     def forward(self, logits: Array) -> Array:
         loss, dlogits = self.call("softmax_cross_entropy_forward", logits, self.labels)

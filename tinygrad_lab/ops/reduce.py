@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tinygrad_lab.backends import Array
+from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 
 
@@ -17,6 +18,12 @@ class Sum(Function):
 
     axis: tuple[int, ...] | None
     keepdims: bool
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(in_shapes[0])
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0  # a broadcast
 
     def forward(self, a: Array) -> Array:
         self.save(a.shape)
@@ -33,6 +40,14 @@ class Max(Function):
 
     axis: tuple[int, ...] | None
     keepdims: bool
+
+    def flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return numel(in_shapes[0])
+
+    def backward_flops(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        # the mask (a compare) and its count (a sum) run in forward for backward's sake;
+        # then g / count per output and the product with the mask per input element
+        return 3 * numel(in_shapes[0]) + numel(out_shape)
 
     def forward(self, a: Array) -> Array:
         if a.size == 0:
