@@ -1,10 +1,12 @@
-"""`tinygrad-lab` (and `python -m tinygrad_lab`): train, sample, kernels, info."""
+"""`tinygrad-lab` (and `python -m tinygrad_lab`): train, sample, kernels, info, bench scaling,
+estimate."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tinygrad_lab import recipes
 
@@ -46,7 +48,51 @@ def _parser() -> argparse.ArgumentParser:
     kernels.add_argument("--device", default=DEFAULT_DEVICE, choices=sorted(DEVICES),
                          help=f"the device type whose kernels to list (default {DEFAULT_DEVICE})")
     sub.add_parser("info", help="print versions, devices, kernel status and thread count")
+    _add_scaling_commands(sub)
     return parser
+
+
+def _add_scaling_commands(sub: argparse._SubParsersAction) -> None:
+    """`bench scaling` (the sweep) and `estimate` (memory and epoch time from its fit)."""
+    from tinygrad_lab.scaling.grids import FAMILIES
+
+    bench = sub.add_parser("bench", help="benchmarks that ship with the package")
+    kinds = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser,
+                                 metavar="BENCH")
+    scaling = kinds.add_parser("scaling", help="memory and throughput against model size, "
+                               "ours beside PyTorch, with fits and plots")
+    scaling.add_argument("--quick", action="store_true",
+                         help="three small sizes per family, one round (about a minute)")
+    scaling.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    scaling.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    # also accepted after `scaling` (SUPPRESS: unless given, the global options' values stay)
+    scaling.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                         help="threads of each child (default: the global --threads)")
+    scaling.add_argument("--reference", action="store_true", default=argparse.SUPPRESS,
+                         help="ours on the NumPy reference path")
+    scaling.add_argument("--out", type=Path, metavar="DIR", help="where the CSV, JSON, "
+                         "markdown and plots go (default benchmarks/results/scaling[-quick] "
+                         "in a checkout, else ./scaling-results[-quick])")
+    scaling.add_argument("--no-torch", action="store_true", help="ours only, even with PyTorch")
+    scaling.add_argument("--resume", action="store_true",
+                         help="keep the finished rows in DIR whose settings match; run the rest")
+    scaling.add_argument("--rounds", type=int,
+                         help="ours/PyTorch alternations per size (default 2, --quick 1)")
+    scaling.add_argument("--no-plots", action="store_true", help="CSV, JSON and markdown only")
+    estimate = sub.add_parser("estimate", help="predicted memory by category and time per "
+                              "epoch of a model, from a scaling sweep's fit")
+    estimate.add_argument("model", help="mlp, cnn or gpt (or mnist-mlp, mnist-cnn, "
+                          "shakespeare-gpt): the default sweep's base size of that family")
+    estimate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          dest="settings", help="a config knob, e.g. d_model=256 or "
+                          "hidden=1024,1024 (repeatable)")
+    estimate.add_argument("--batch-size", type=int, required=True)
+    estimate.add_argument("--dataset-size", type=int, required=True,
+                          help="samples per epoch (sequences of block_size tokens for gpt)")
+    estimate.add_argument("--device", default="cpu")
+    estimate.add_argument("--results", type=Path, metavar="DIR",
+                          help="the sweep to use (default: the default sweep's folder, else "
+                          "the quick one's)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _kernels(args)
         elif args.command == "info":
             return _info()
+        elif args.command == "bench":
+            return _bench_scaling(args)
+        elif args.command == "estimate":
+            return _estimate(args)
     except (ValueError, FloatingPointError, OSError) as e:  # OSError: e.g. --save unwritable
         print(f"tinygrad-lab: error: {e}", file=sys.stderr)
         return 1
@@ -140,6 +190,34 @@ def _info() -> int:
     switch = "on" if helpers.kernels_enabled() else "off (reference path)"
     print(f"kernels: {switch}; {len(CPU_KERNELS)} CPU kernels registered ({numba})")
     print(f"threads: {helpers.num_threads()}")
+    return 0
+
+
+def _bench_scaling(args: argparse.Namespace) -> int:
+    from tinygrad_lab import helpers
+    from tinygrad_lab.scaling.sweep import SweepSettings, run_sweep
+
+    settings = SweepSettings(families=tuple(args.families), quick=args.quick, device=args.device,
+                             reference=args.reference, threads=args.threads or
+                             helpers.num_threads(), torch=not args.no_torch, rounds=args.rounds,
+                             out=args.out, resume=args.resume, plots=not args.no_plots)
+    rows = run_sweep(settings)
+    assert settings.out is not None
+    print((settings.out / "scaling.md").read_text())
+    print(f"wrote {settings.out}")
+    return 0 if rows else 1
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from tinygrad_lab.scaling import estimate
+    from tinygrad_lab.scaling.sweep import default_out
+
+    results = ([args.results] if args.results else
+               [default_out(False, args.device, args.reference),
+                default_out(True, args.device, args.reference)])
+    plan = estimate.plan(args.model, args.batch_size, args.dataset_size, args.device,
+                         args.settings, results)
+    print(estimate.render(plan, args.dataset_size))
     return 0
 
 
