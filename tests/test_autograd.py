@@ -233,3 +233,86 @@ def test_profile_records_forward_and_backward() -> None:
     with tl.profile() as outside:
         pass
     assert outside == []
+
+
+# --- post-accumulate-grad hooks (what data-parallel's bucketed all-reduce waits on) -----------
+def _mlp_and_names() -> tuple[tl.nn.Module, dict[int, str]]:
+    tl.manual_seed(0)
+    model = tl.nn.Sequential(tl.nn.Linear(4, 5, activation="relu"),
+                             tl.nn.Linear(5, 6, activation="relu"), tl.nn.Linear(6, 3))
+    return model, {id(p): name for name, p in model.named_parameters()}
+
+
+def test_post_accumulate_grad_hooks_fire_in_reverse_order_of_use() -> None:
+    model, names = _mlp_and_names()
+    fired: list[tuple[str, list[str]]] = []
+
+    def hook(p: Tensor) -> None:  # which parameters have a gradient when this one completes
+        fired.append((names[id(p)], [names[id(q)] for q in model.parameters()
+                                     if q.grad is not None]))
+
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(hook)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 4)))
+    tl.nn.functional.cross_entropy(model(x), np.array([0, 2])).backward()
+    assert [name for name, _ in fired] == ["layers.2.weight", "layers.2.bias",
+                                           "layers.1.weight", "layers.1.bias",
+                                           "layers.0.weight", "layers.0.bias"]
+    # the last layer's gradient is complete (and its hook runs) before backward has reached
+    # the first layer: that is the window in which its all-reduce can overlap the rest
+    assert fired[0][1] == ["layers.2.weight"]
+
+
+def test_post_accumulate_grad_hook_fires_once_after_every_use() -> None:
+    w = _leaf(3)
+    seen: list[np.ndarray] = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    a, b = w * 2.0, (w * w).exp()  # w feeds three edges of two nodes, and one node twice
+    (a.sum() + b.sum() + (w * w).sum()).backward()
+    expected = 2.0 + 2 * w.numpy() * np.exp(w.numpy() ** 2) + 2 * w.numpy()
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], expected)
+    np.testing.assert_allclose(w.grad.numpy(), expected)
+
+
+def test_post_accumulate_grad_hook_through_multi_output_nodes_and_unused_outputs() -> None:
+    w = _leaf(4, 3)
+    seen: list[np.ndarray] = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    parts = w.unbind(0)  # one node, four outputs, two of them unused; and w is used again
+    ((parts[0] * parts[1]).sum() + (w * 3.0).sum()).backward()
+    expected = np.full((4, 3), 3.0)
+    expected[0] += w.numpy()[1]
+    expected[1] += w.numpy()[0]
+    assert len(seen) == 1
+    np.testing.assert_allclose(seen[0], expected)
+
+
+def test_post_accumulate_grad_hook_skips_leaves_without_gradient_and_removes() -> None:
+    w, unused = _leaf(3), _leaf(3, seed=1)
+    calls: list[str] = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append("w"))
+    unused.register_post_accumulate_grad_hook(lambda t: calls.append("unused"))
+    (w * 2.0).sum().backward()
+    assert calls == ["w"]
+    handle.remove()
+    (w * 2.0).sum().backward()
+    assert calls == ["w"]
+    with pytest.raises(RuntimeError, match="leaf"):
+        (w * 2.0).register_post_accumulate_grad_hook(lambda t: None)
+
+
+def test_post_accumulate_grad_hooks_die_with_their_tensor() -> None:
+    import gc
+
+    from tinygrad_lab import tensor
+
+    gc.collect()  # earlier tests' hooked tensors
+    before = tensor._hooked_leaves
+    model, _ = _mlp_and_names()
+    for p in model.parameters():  # each hook refers back to the model: a cycle
+        p.register_post_accumulate_grad_hook(lambda t, m=model: None)
+    assert tensor._hooked_leaves == before + len(model.parameters())
+    del model, p
+    gc.collect()
+    assert tensor._hooked_leaves == before  # the cycle was freed, and backward is free again

@@ -1,9 +1,16 @@
 """`tinygrad-lab` (and `python -m tinygrad_lab`): train, sample, kernels, info, bench scaling,
-estimate."""
+bench distributed, estimate.
+
+`mpiexec -n N tinygrad-lab train TARGET --distributed` trains data-parallel over N ranks: the
+recipe's --batch-size is the global batch, threads per rank default to this process's cores over
+the ranks on the node, and only rank 0 writes to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         summary = (recipe.__doc__ or "").strip().splitlines()[0].replace("%", "%%")
         target = targets.add_parser(name, help=summary)
         recipe.add_arguments(target)
+        target.add_argument("--distributed", action="store_true",
+                            help="data-parallel over the MPI ranks (run under mpiexec -n N; "
+                            "--batch-size stays the global batch, split over the ranks)")
     sample = sub.add_parser("sample", help="generate text from a saved language-model checkpoint")
     sample.add_argument("checkpoint", help="a .npz checkpoint written by `train ... --save`")
     sample.add_argument("--length", type=int, default=500, help="characters to generate")
@@ -79,6 +89,24 @@ def _add_scaling_commands(sub: argparse._SubParsersAction) -> None:
     scaling.add_argument("--rounds", type=int,
                          help="ours/PyTorch alternations per size (default 2, --quick 1)")
     scaling.add_argument("--no-plots", action="store_true", help="CSV, JSON and markdown only")
+    dist = kinds.add_parser("distributed", help="data-parallel steps on 1 and 2 MPI ranks "
+                            "(throughput, communication share, bytes per step); --project: "
+                            "ring all-reduce time at 8-1,024 ranks on paper")
+    dist.add_argument("--quick", action="store_true", help="the MLP only, 10 steps per run")
+    dist.add_argument("--families", nargs="+", choices=("mlp", "gpt"), default=["mlp", "gpt"])
+    dist.add_argument("--ranks", nargs="+", type=int, default=[1, 2],
+                      help="rank counts to run (default 1 2); threads per rank = cores // ranks")
+    dist.add_argument("--steps", type=int, help="timed steps per run (default 40, --quick 10)")
+    dist.add_argument("--rounds", type=int, help="passes over the rank counts, the order "
+                      "flipped each pass; medians reported (default 2, --quick 1)")
+    dist.add_argument("--bucket-mb", type=float, default=25.0,
+                      help="DataParallel bucket size in MiB (default 25)")
+    dist.add_argument("--out", type=Path, metavar="DIR", help="where the JSON and markdown go "
+                      "(default benchmarks/results/distributed[-quick] in a checkout, else "
+                      "./distributed-results[-quick])")
+    dist.add_argument("--project", action="store_true", help="print the communication volume "
+                      "per step of each model here and the projected ring all-reduce time at "
+                      "8, 64 and 1,024 ranks (measures each model's step here; no MPI)")
     estimate = sub.add_parser("estimate", help="predicted memory by category and time per "
                               "epoch of a model, from a scaling sweep's fit")
     estimate.add_argument("model", help="mlp, cnn or gpt (or mnist-mlp, mnist-cnn, "
@@ -107,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference:
         helpers.set_kernels(False)
     try:
+        if args.command == "train" and args.distributed:
+            _join_world(args.threads)
         if args.command == "train":
             recipes.get(args.target).run(args)
         elif args.command == "sample":
@@ -115,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _kernels(args)
         elif args.command == "info":
             return _info()
+        elif args.command == "bench" and args.bench == "distributed":
+            return _bench_distributed(args)
         elif args.command == "bench":
             return _bench_scaling(args)
         elif args.command == "estimate":
@@ -126,6 +158,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tinygrad-lab: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _join_world(threads: int | None) -> None:
+    """`train --distributed`: join the MPI world (a world of one outside mpiexec), give each
+    rank cores / (ranks on this node) threads unless --threads says otherwise, so that
+    `mpiexec -n 2` on 2 cores does not oversubscribe, and silence stdout on ranks other than 0
+    (errors still reach stderr from every rank)."""
+    from tinygrad_lab import distributed as dist
+    from tinygrad_lab import helpers
+
+    world = dist.init()
+    if threads is None:
+        helpers.set_num_threads(max(1, helpers.available_cores() // world.local_size))
+    if world.rank != 0:
+        sys.stdout = open(os.devnull, "w")  # for the life of the process
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -206,6 +253,31 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     print((settings.out / "scaling.md").read_text())
     print(f"wrote {settings.out}")
     return 0 if rows else 1
+
+
+def _bench_distributed(args: argparse.Namespace) -> int:
+    from tinygrad_lab import helpers
+
+    if args.project:
+        from tinygrad_lab.scaling import allreduce
+
+        print(allreduce.markdown(allreduce.projection(), helpers.num_threads()), end="")
+        return 0
+    from tinygrad_lab.scaling.distributed_bench import DistributedSettings, run_bench
+
+    settings = DistributedSettings(families=tuple(args.families), ranks=tuple(args.ranks),
+                                   quick=args.quick, steps=args.steps, rounds=args.rounds,
+                                   bucket_mb=args.bucket_mb,
+                                   out=args.out)
+    try:
+        run_bench(settings)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"tinygrad-lab: error: {e}", file=sys.stderr)
+        return 1
+    assert settings.out is not None
+    print((settings.out / "distributed.md").read_text())
+    print(f"wrote {settings.out}")
+    return 0
 
 
 def _estimate(args: argparse.Namespace) -> int:

@@ -106,6 +106,13 @@ def _default_threads() -> int:
 _threads: int = _default_threads()
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def num_threads() -> int:
     """The thread count the engine was told to use (Numba kernels and BLAS)."""
     return _threads

@@ -335,9 +335,15 @@ class Sequential(Module):
     # --- fit / evaluate / predict ---------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
-            shuffle: bool = True, verbose: int = 1) -> History:
+            shuffle: bool = True, verbose: int = 1, distributed: bool = False) -> History:
         """Train; returns a History with loss, metrics and val_* per epoch (Keras semantics:
-        validation_split takes the last fraction of x and y, before shuffling)."""
+        validation_split takes the last fraction of x and y, before shuffling).
+
+        `distributed=True`: data-parallel over the MPI ranks (`train.fit`'s `distributed`).
+        `batch_size` stays the global batch, split evenly over the ranks (it must divide); each
+        epoch a `DistributedSampler` deals each rank every world-th sample of one shared
+        permutation, so the ranks' step-j batches together are the one-process step-j batch.
+        Every rank validates on the whole validation set; only rank 0 shows progress."""
         if self.loss is None:
             raise RuntimeError("call compile() before fit()")
         if epochs < 0 or batch_size < 1:
@@ -355,9 +361,18 @@ class Sequential(Module):
             x_arr, y_arr = x_arr[: len(x_arr) - n_val], y_arr[: len(y_arr) - n_val]
         n = len(x_arr)
         steps = math.ceil(n / batch_size)
+        sampler = None
+        if distributed:
+            sampler, ranks = self._sampler(n, batch_size, shuffle)
+            batch_size //= ranks
+            steps = math.ceil(len(sampler) / batch_size)
 
         def batches(epoch: int) -> Any:
-            order = generator().permutation(n) if shuffle else np.arange(n)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+                order = np.fromiter(sampler, dtype=np.int64)
+            else:
+                order = generator().permutation(n) if shuffle else np.arange(n)
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 yield x_arr[idx], y_arr[idx]
@@ -377,12 +392,27 @@ class Sequential(Module):
         loop_history = train.fit(
             self, batches, loss_fn, self.optimizer, epochs=epochs, batch_metrics=metric_sums,
             evaluate=validate if validation_data is not None else None,
-            callbacks=[_ProgressCallback(steps, epochs, verbose)])
+            callbacks=[_ProgressCallback(steps, epochs, verbose)], distributed=distributed)
         history = History()
         for epoch, logs in enumerate(loop_history.epochs):
             history.append(epoch, {k: v for k, v in logs.items() if k != "seconds"})
         self.eval()
         return history
+
+    @staticmethod
+    def _sampler(n: int, batch_size: int, shuffle: bool) -> tuple[Any, int]:
+        """(this rank's DistributedSampler over n samples, the world size); the sampler's seed
+        is drawn from the seeded generator and agreed on (the ranks need not have drawn
+        alike)."""
+        from tinygrad_lab import distributed as dist
+
+        world = dist.init()
+        if batch_size % world.size:
+            raise ValueError(f"fit: batch_size {batch_size} (the global batch) must be "
+                             f"divisible by the {world.size} ranks")
+        drawn = {"seed": float(generator().integers(2**31))}
+        seed = int(dist.all_reduce_scalars(drawn, op="max")["seed"])
+        return dist.DistributedSampler(n, seed=seed, shuffle=shuffle), world.size
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 1,
                  return_dict: bool = False) -> Any:
@@ -493,7 +523,8 @@ class _ProgressCallback(train.Callback):
         self.steps, self.epochs, self.verbose = steps, epochs, verbose
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
-        self.bar = Progbar(self.steps, epoch, self.epochs, self.verbose)
+        verbose = self.verbose if self.loop.rank == 0 else 0  # distributed: rank 0 shows it
+        self.bar = Progbar(self.steps, epoch, self.epochs, verbose)
         self.start, self.seen = time.perf_counter(), 0
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:

@@ -6,7 +6,8 @@ live in tinygrad_lab/ops/. `backward()` walks the tape once in reverse topologic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,10 @@ class Tensor:
     >>> (x * x).sum().backward(); x.grad.numpy()  # array([2., 4.], dtype=float32)
     """
 
-    # _output: which output of _ctx this is, set only when _ctx has several (Function.apply_many)
+    # _output: which output of _ctx this is, set only when _ctx has several (Function.apply_many);
+    # _post_grad_hooks: set only on a leaf that has some (register_post_accumulate_grad_hook)
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_output", "_backend", "_device",
-                 "__weakref__")
+                 "_post_grad_hooks", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(
@@ -213,22 +215,27 @@ class Tensor:
         if _function._memory is not None:
             _function._memory.add(seed, "temporaries", self._device)
         leaf_arrays: set[int] = set()
+        order = _topological_order(self)
+        pending = _PendingLeaves(order, grads, leaf_arrays) if _hooked_leaves else None
         # nodes with several outputs (Function.apply_many): their outputs' gradients, gathered
         # until the walk reaches one of the node's inputs, which comes after all its outputs
         gathered: dict[int, list[Array | None]] = {}
         waiting: dict[int, list[Function]] = {}  # input id -> such nodes to run on reaching it
-        for node in reversed(_topological_order(self)):
+        for node in reversed(order):
             if waiting and id(node) in waiting:
                 for fn in waiting.pop(id(node)):
                     out_grads = gathered.pop(id(fn), None)  # None: run from another input
                     if out_grads is not None:
-                        _send_to_inputs(fn, timed_backward(fn, out_grads), grads, retain_graph)
+                        _send_to_inputs(fn, timed_backward(fn, out_grads), grads, retain_graph,
+                                        pending)
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             ctx = node._ctx
             if ctx is None:
                 _accumulate_leaf(node, g, leaf_arrays)
+                if pending is not None:  # a leaf some consumer of which got no gradient
+                    pending.release(node)
                 continue
             if ctx.saved is None:
                 raise RuntimeError(
@@ -243,7 +250,24 @@ class Tensor:
                         waiting.setdefault(id(parent), []).append(ctx)
                 out_grads[node._output] = g
                 continue
-            _send_to_inputs(ctx, timed_backward(ctx, g), grads, retain_graph)
+            _send_to_inputs(ctx, timed_backward(ctx, g), grads, retain_graph, pending)
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> HookHandle:
+        """Call `hook(self)` in each backward once this leaf's `.grad` is complete: right after
+        its last consumer node has sent its share, while the rest of the tape is still walked
+        (so data-parallel training can start a gradient's all-reduce early). Once per backward,
+        however often the leaf was used; not at all when no gradient reached it. As PyTorch's
+        `Tensor.register_post_accumulate_grad_hook`; `handle.remove()` unregisters."""
+        if self._ctx is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                               "requires grad has an accumulated gradient")
+        hooks = _hooks_of(self)
+        if hooks is None:
+            hooks = self._post_grad_hooks = []
+            _count_hooked(1)
+            weakref.finalize(self, _count_hooked, -1)
+        hooks.append(hook)
+        return HookHandle(self, hook)
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -647,9 +671,10 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 
 
 def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dict[int, Array],
-                    retain_graph: bool) -> None:
+                    retain_graph: bool, pending: _PendingLeaves | None = None) -> None:
     """Add a node's input gradients into `grads`, summed back to each input's shape and cast to
-    its dtype; then free what the node saved, unless the graph is to be walked again."""
+    its dtype (and complete the hooked leaves it was the last consumer of); then free what the
+    node saved, unless the graph is to be walked again."""
     memory = _function._memory
     for parent, pg, need in zip(node.parents, in_grads, node.needs_input_grad):
         if not need or pg is None:
@@ -663,11 +688,92 @@ def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dic
         grads[key] = pg if prev is None else prev + pg
         if memory is not None:
             memory.add(grads[key], "temporaries", parent._device)
+    if pending is not None:
+        pending.consumed(node)
     if not retain_graph:
         if memory is not None:
             memory.release(node)
         node.saved = None  # type: ignore[assignment]
         node.parents = ()
+
+
+# --- post-accumulate-grad hooks ------------------------------------------------------------------
+_hooked_leaves = 0
+"""How many live tensors have hooks: a backward while none has pays one test of this int.
+The hooks themselves live on their tensor (a hook that refers back to it, as a bound method of
+the model's wrapper does, is then a cycle the garbage collector can free)."""
+
+
+def _count_hooked(change: int) -> None:
+    global _hooked_leaves
+    _hooked_leaves += change
+
+
+def _hooks_of(t: Tensor) -> list[Callable[[Tensor], None]] | None:
+    return getattr(t, "_post_grad_hooks", None)  # the slot is unset on most tensors
+
+
+class HookHandle:
+    """What register_post_accumulate_grad_hook returns: `remove()` unregisters the hook."""
+
+    def __init__(self, tensor: Tensor, hook: Callable[[Tensor], None]) -> None:
+        self.tensor, self.hook = weakref.ref(tensor), hook
+
+    def remove(self) -> None:
+        t = self.tensor()
+        hooks = None if t is None else _hooks_of(t)
+        if hooks is not None and self.hook in hooks:
+            hooks.remove(self.hook)
+
+
+class _PendingLeaves:
+    """The hooked leaves of one backward walk, each with the number of consumer edges (node,
+    input slot) whose gradient it still waits for.
+
+    Why a count: the walk visits tensors in reverse topological order, which puts a leaf after
+    every node that consumes it, but not right after the last one. `_topological_order` is a
+    depth-first post-order that appends a leaf as soon as the search first reaches it, so the
+    weight of the *last* layer (reached first, beside the deep input subtree) sits near the
+    start of the order and is visited near the end of the reverse walk, after the whole
+    network. The gradient is complete earlier: once every node that uses the leaf has run its
+    backward. Each node runs at most once per walk (a multi-output node once for all its
+    outputs), so counting its edges to the leaf and counting down as each node sends finds
+    that moment exactly. A node that got no gradient never runs and never counts down; such a
+    leaf's hooks run when the walk reaches the leaf itself (`release`), the old place."""
+
+    def __init__(self, order: list[Tensor], grads: dict[int, Array], seen: set[int]) -> None:
+        self.grads, self.seen = grads, seen
+        self.waiting: dict[int, int] = {}
+        nodes: set[int] = set()
+        for t in order:
+            ctx = t._ctx
+            if ctx is None or id(ctx) in nodes:
+                continue
+            nodes.add(id(ctx))
+            for parent, need in zip(ctx.parents, ctx.needs_input_grad):
+                if need and parent._ctx is None and _hooks_of(parent):
+                    self.waiting[id(parent)] = self.waiting.get(id(parent), 0) + 1
+
+    def consumed(self, node: Function) -> None:
+        """`node` has sent its input gradients: count its edges down; a leaf at zero is done."""
+        for parent, need in zip(node.parents, node.needs_input_grad):
+            left = self.waiting.get(id(parent)) if need else None
+            if left is None:
+                continue
+            if left > 1:
+                self.waiting[id(parent)] = left - 1
+                continue
+            del self.waiting[id(parent)]
+            g = self.grads.pop(id(parent), None)
+            if g is not None:  # else no gradient reached it: no hook, as PyTorch
+                _accumulate_leaf(parent, g, self.seen)
+                self.release(parent)
+
+    def release(self, leaf: Tensor) -> None:
+        """Run the hooks of a leaf whose .grad is complete."""
+        self.waiting.pop(id(leaf), None)
+        for hook in list(_hooks_of(leaf) or ()):
+            hook(leaf)
 
 
 def _accumulate_leaf(leaf: Tensor, g: Array, seen: set[int]) -> None:

@@ -10,6 +10,11 @@ rescaled before clipping. The loop adds what a run needs around the step: batche
 device once, evaluation every N steps or each epoch, Keras-style callback hook points
 (`on_train_batch_end`, `on_epoch_end`, ... and `loop.stop_training`), schedulers, and a NaN stop
 that names the step. It reads the loss once per step (`.item()`), the only host sync it makes.
+
+`fit(..., distributed=True)` (or a `distributed.DataParallel`) trains data-parallel over the MPI
+ranks: parameters broadcast from rank 0 at the start, gradients averaged by the DataParallel's
+hook, and each step's loss, sample count and metric sums summed over the ranks in one small
+all-reduce, so every rank's logs, callbacks and stop decisions are the same (see `_RankAgreement`).
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tinygrad_lab import optim
 from tinygrad_lab.backends import DEFAULT_DEVICE, canonical_device, get_backend
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.tensor import Tensor
+
+if TYPE_CHECKING:
+    from tinygrad_lab.distributed import DataParallel
 
 Batch = tuple[Any, ...]
 """(inputs, targets, ...): NumPy arrays or Tensors; the loop moves them to the device once."""
@@ -126,6 +134,8 @@ class CheckpointAtEnd(Callback):
     def on_train_end(self, logs: dict[str, float]) -> None:
         from tinygrad_lab.serialization import save_checkpoint
 
+        if self.loop.rank != 0:  # a distributed run: every rank holds the same weights
+            return
         meta = self.meta(logs) if callable(self.meta) else self.meta
         save_checkpoint(self.path, self.loop.model.state_dict(), meta)
 
@@ -155,6 +165,8 @@ class Loop:
     step: int = 0
     stop_training: bool = False
     train_seconds: float = 0.0
+    rank: int = 0  # this process's rank in a distributed fit; only rank 0 writes or prints
+    world_size: int = 1
 
 
 def to_device(batch: Batch, device: str) -> Batch:
@@ -171,13 +183,84 @@ def to_device(batch: Batch, device: str) -> Batch:
     return tuple(moved)
 
 
+def _batch_size(batch: Batch) -> int:
+    return len(batch[0]) if getattr(batch[0], "shape", ()) else 1
+
+
+def _chain(*hooks: GradHook | None) -> GradHook:
+    present = [hook for hook in hooks if hook is not None]
+
+    def chained(params: list[Parameter]) -> None:
+        for hook in present:
+            hook(params)
+
+    return chained
+
+
+class _AgreedStop(Exception):
+    """A rank asked to stop at the previous step: every rank leaves before this step's update."""
+
+
+class _RankAgreement:
+    """Keeps the ranks of a distributed fit in step. After the gradients' all-reduce, before
+    clipping and the optimizer step, one all-reduce sums each rank's loss x samples, samples,
+    metric sums (`batch_metrics`) and stop flag. So every rank logs the global batch's loss and
+    metrics, a nan loss on any rank stops every rank before the update, and a stop asked at step
+    k by any rank's callbacks reaches every rank at step k + 1, which none applies: all stop
+    after step k, as one process would. Costs one small all-reduce per step.
+    """
+
+    def __init__(self, dist: Any, dp: DataParallel, loop: Loop, loss_fn: LossFn,
+                 batch_metrics: Callable[[Any, Batch], dict[str, float]] | None) -> None:
+        self.dist, self.dp, self.loop = dist, dp, loop
+        self.inner, self.batch_metrics = loss_fn, batch_metrics
+        self.pending: tuple[Batch, Any] | None = None
+        self.totals: dict[str, float] = {}
+
+    def loss_fn(self, model: Module, batch: Batch) -> Any:
+        result = self.inner(model, batch)
+        self.pending = (batch, result)
+        self.dp.weight = _batch_size(batch)  # uneven shards: the gradient of the global mean
+        return result
+
+    def grad_hook(self, params: list[Parameter]) -> None:
+        assert self.pending is not None
+        batch, result = self.pending
+        self.pending = None
+        loss, outputs = result if isinstance(result, tuple) else (result, None)
+        count = _batch_size(batch)
+        local = {"__loss": float(loss.item()) * count, "__samples": float(count),
+                 "__stop": float(self.loop.stop_training)}
+        if self.batch_metrics is not None:
+            local.update(self.batch_metrics(outputs, batch))
+        self.totals = self.dist.all_reduce_scalars(local, op="sum")
+        if not math.isfinite(self.totals["__loss"]):
+            mean = self.totals["__loss"] / self.totals["__samples"]
+            raise NonFiniteLoss(f"loss became {mean} (on at least one rank)")
+        if self.totals["__stop"] > 0:
+            raise _AgreedStop
+
+    def global_batch(self) -> tuple[int, float, dict[str, float]]:
+        """(samples, mean loss, metric sums) of the last step over every rank."""
+        totals = dict(self.totals)
+        samples, loss = int(totals.pop("__samples")), totals.pop("__loss")
+        totals.pop("__stop")
+        return samples, loss / samples, totals
+
+    def any_stop(self) -> bool:
+        """Whether any rank asked to stop (at an epoch's end: one all-reduce)."""
+        return self.dist.all_reduce_scalars({"stop": float(self.loop.stop_training)},
+                                            op="max")["stop"] > 0
+
+
 def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossFn,
         optimizers: optim.Optimizer | Sequence[optim.Optimizer], *, epochs: int = 1,
         device: str | None = None, clip: float | None = None,
         grad_hook: GradHook | None = None, schedulers: Sequence[Any] = (),
         batch_metrics: Callable[[Any, Batch], dict[str, float]] | None = None,
         evaluate: Callable[[Module], dict[str, float]] | None = None,
-        eval_every: int | None = None, callbacks: Sequence[Callback] = ()) -> History:
+        eval_every: int | None = None, callbacks: Sequence[Callback] = (),
+        distributed: bool | DataParallel = False) -> History:
     """Train `model` for `epochs` passes over `batches(epoch)`, one `train_step` per batch.
 
     - `device`: the model is moved there once (default: where its parameters are) and each batch
@@ -189,6 +272,15 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
       of each epoch (or only at epoch ends when eval_every is None); its dict joins the logs.
     - A loss that is not finite stops the run before its gradients are applied, with
       NonFiniteLoss (a FloatingPointError) naming the epoch and step.
+    - `distributed`: True (or a `distributed.DataParallel` of `model`) trains data-parallel
+      over the MPI ranks (a plain process is a world of one). `batches(epoch)` must yield this
+      rank's share of each global batch, the same number of batches on every rank. Rank 0's
+      parameters are broadcast first; gradients are averaged before `grad_hook` and clipping;
+      the loss and `batch_metrics` in every log are the global batch's (summed over the ranks,
+      weighted by samples), `evaluate`'s results are averaged over the ranks (evaluate the
+      whole set on every rank, or equal shards), and `loop.stop_training` set on any rank stops
+      them all after the same step. `loop.rank` / `loop.world_size` tell callbacks where they
+      run; CheckpointAtEnd writes on rank 0 only.
     """
     if epochs < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
@@ -203,6 +295,23 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         if any(p.device != device for p in params):
             model.to(device)
     loop = Loop(model, opts, History(), device)
+    agreement: _RankAgreement | None = None
+    owned = False  # a DataParallel fit built, whose hooks it removes at the end
+    if distributed is not False:
+        from tinygrad_lab import distributed as dist
+
+        world = dist.init()
+        loop.rank, loop.world_size = world.rank, world.size
+        if distributed is not True:
+            dp = distributed
+        elif isinstance(model, dist.DataParallel):
+            dp = model
+        else:  # built, it broadcasts rank 0's weights: every rank starts from the same
+            dp, owned = dist.DataParallel(model), True
+        agreement = _RankAgreement(dist, dp, loop, loss_fn, batch_metrics)
+        loss_fn = agreement.loss_fn
+        grad_hook = _chain(dp.grad_hook, agreement.grad_hook,
+                           None if grad_hook == dp.grad_hook else grad_hook)
     for cb in callbacks:
         cb.loop = loop
 
@@ -215,6 +324,8 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
 
         with no_grad():
             result = evaluate(model)
+        if agreement is not None:  # the same on every rank, whatever each evaluated
+            result = agreement.dist.all_reduce_scalars(result, op="mean")
         model.train(was_training)
         logs.update(result)
         loop.history.evaluations.append({"step": loop.step, **result})
@@ -236,27 +347,33 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
                 cb.on_train_batch_begin(index, {})
             start = time.perf_counter()
             batch = to_device(batch, device)
-            try:  # reads the loss once: the step's one host sync
+            try:  # reads the loss once: the step's one host sync (distributed: in the hook)
                 out = train_step(model, batch, loss_fn, opts, clip=clip, grad_hook=grad_hook,
-                                 check_finite=True)
+                                 check_finite=agreement is None)
             except NonFiniteLoss as e:
+                if owned:
+                    dp.remove_hooks()
                 raise NonFiniteLoss(
                     f"{e} at epoch {epoch + 1}, step {index + 1} (global step {loop.step + 1}); "
                     "lower the learning rate or check the data") from None
-            assert out.loss_value is not None
-            loss = out.loss_value
+            except _AgreedStop:
+                break
             elapsed = time.perf_counter() - start
             epoch_seconds += elapsed
             loop.train_seconds += elapsed
             loop.step += 1
             for schedule in schedulers:
                 schedule.step()
-            count = len(batch[0]) if getattr(batch[0], "shape", ()) else 1
+            if agreement is None:
+                assert out.loss_value is not None
+                count, loss = _batch_size(batch), out.loss_value
+                metrics = batch_metrics(out.outputs, batch) if batch_metrics is not None else {}
+            else:  # the global batch's, summed over the ranks in the hook
+                count, loss, metrics = agreement.global_batch()
             seen += count
             sums["loss"] += loss * count
-            if batch_metrics is not None:
-                for k, v in batch_metrics(out.outputs, batch).items():
-                    sums[k] = sums.get(k, 0.0) + v
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
             logs = {k: v / seen for k, v in sums.items()}
             batch_logs = dict(logs, batch_loss=loss, size=count)
             for cb in callbacks:
@@ -264,7 +381,7 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
             if eval_every is not None and loop.step % eval_every == 0:
                 run_evaluation(batch_logs)
                 last_eval_step = loop.step
-            if loop.stop_training:
+            if loop.stop_training and agreement is None:  # distributed: at the next step
                 break
         if last_eval_step != loop.step:
             run_evaluation(logs)
@@ -276,8 +393,12 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         loop.history.epochs.append(logs)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
+        if agreement is not None:
+            loop.stop_training = agreement.any_stop()
         if loop.stop_training:
             break
+    if owned:
+        dp.remove_hooks()  # the model trains alone again
     final = loop.history.epochs[-1] if loop.history.epochs else {}
     for cb in callbacks:
         cb.on_train_end(dict(final))

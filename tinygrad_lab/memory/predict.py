@@ -65,6 +65,9 @@ def optimizer_state_bytes(optimizer: Any, params: Sequence[Tensor]) -> int:
     if isinstance(optimizer, (list, tuple)):
         return sum(optimizer_state_bytes(o, params) for o in optimizer)
     trainable = sum(int(p.nbytes) for p in params if p.requires_grad)
+    local = getattr(optimizer, "local_optimizer", None)
+    if local is not None:  # ZeRO-1 (tinygrad_lab.distributed): this rank's slice only
+        return optimizer_state_bytes(local, params)
     if isinstance(optimizer, str):
         per = {"adam": 2, "adamw": 2, "sgd": 0, "sgd-momentum": 1, "rmsprop": 1, "adagrad": 1}
         if optimizer.lower() not in per:

@@ -23,6 +23,7 @@ class CNNConfig:
     hidden: int = 128
     classes: int = 10
     dropout: float = 0.25
+    batch_norm: bool = False  # conv (no bias) -> BatchNorm2d -> ReLU in each stage
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
@@ -53,8 +54,12 @@ class CNN(nn.Sequential):
         layers: list[nn.Module] = []
         previous = c.in_channels
         for width in c.channels:  # each stage: (B, previous, s, s) -> (B, width, s', s')
-            layers += [nn.Conv2d(previous, width, c.kernel_size, activation="relu"),
-                       nn.MaxPool2d(2)]
+            if c.batch_norm:
+                layers += [nn.Conv2d(previous, width, c.kernel_size, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU()]
+            else:
+                layers.append(nn.Conv2d(previous, width, c.kernel_size, activation="relu"))
+            layers.append(nn.MaxPool2d(2))
             previous = width
         features = previous * c.feature_side() ** 2
         layers += [nn.Flatten(),  # (B, features)

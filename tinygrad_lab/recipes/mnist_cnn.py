@@ -16,6 +16,7 @@ from tinygrad_lab import datasets, helpers, nn, optim, train
 from tinygrad_lab.models.cnn import CNN, CNNConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import generator, manual_seed
+from tinygrad_lab.recipes import ranks
 
 NAME = "mnist-cnn"
 
@@ -64,10 +65,16 @@ def correct_predictions(logits: tl.Tensor, batch: train.Batch) -> dict[str, floa
     return {"accuracy": float((logits.numpy().argmax(axis=1) == batch[1].numpy()).sum())}
 
 
-def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
-    """A fresh permutation of the training set each epoch, from the seeded generator."""
-    order = generator().permutation(len(x))
-    for i in range(0, len(x), batch_size):
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, sampler: Any = None,
+                     epoch: int = 0) -> Any:
+    """A fresh permutation of the training set each epoch, from the seeded generator; or, in a
+    distributed run, this rank's indices from `sampler` (a DistributedSampler)."""
+    if sampler is None:
+        order = generator().permutation(len(x))
+    else:
+        sampler.set_epoch(epoch)
+        order = np.fromiter(sampler, dtype=np.int64)
+    for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         yield x[idx], y[idx]
 
@@ -81,11 +88,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     (x_train, y_train), (x_test, y_test) = load_images()
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    world = ranks(args, args.batch_size)
     model = CNN(CNNConfig(dropout=args.dropout))
+    world.reseed(args.seed)
     opt = optim.Adam(model.parameters(), lr=args.lr)
+    sampler = world.sampler(len(x_train), args.seed) if world.distributed else None
     print(f"{NAME}: conv 32 3x3 -> pool 2 -> conv 64 3x3 -> pool 2 -> dense 128 -> 10, "
           f"{model.num_parameters():,} parameters, Adam lr {args.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {len(x_train):,} images, {helpers.num_threads()} threads, "
+          f"{args.epochs} epochs, {len(x_train):,} images, {helpers.num_threads()} threads"
+          f"{world.banner()}, "
           f"kernels {'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
 
     def report(epoch: int, logs: dict[str, float]) -> None:
@@ -95,16 +106,18 @@ def run(args: argparse.Namespace) -> dict[str, float]:
               flush=True)
 
     started = time.perf_counter()
-    history = train.fit(model, lambda epoch: shuffled_batches(x_train, y_train, args.batch_size),
+    history = train.fit(model, lambda epoch: shuffled_batches(x_train, y_train, world.batch,
+                                                              sampler, epoch),
                         loss_fn, opt, epochs=args.epochs, batch_metrics=correct_predictions,
                         evaluate=lambda m: evaluate(m, x_test, y_test),
-                        callbacks=[train.LambdaCallback(on_epoch_end=report)])
+                        callbacks=[train.LambdaCallback(on_epoch_end=report)],
+                        distributed=world.distributed)
     elapsed = time.perf_counter() - started
     rate = float(np.median(history.column("samples_per_second")))
     test_loss, test_accuracy = history.epochs[-1]["test_loss"], history.epochs[-1]["test_accuracy"]
     print(f"test loss {test_loss:.4f} - test accuracy {test_accuracy:.4f} - {elapsed:.0f}s in "
           f"all - median training {rate:,.0f} samples/s")
-    if args.save:
+    if args.save and world.rank == 0:
         tl.save(model.state_dict(), args.save)
         print(f"weights written to {args.save}")
     return {"test_loss": test_loss, "test_accuracy": test_accuracy, "samples_per_second": rate}

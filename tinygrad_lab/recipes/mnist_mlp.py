@@ -9,6 +9,7 @@ import numpy as np
 from tinygrad_lab import datasets, helpers, keras
 from tinygrad_lab.models.mlp import MLPConfig, keras_mlp
 from tinygrad_lab.random import manual_seed
+from tinygrad_lab.recipes import ranks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,16 +57,19 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     model = build(args.hidden, args.lr)
+    world = ranks(args, args.batch_size)  # keras.fit splits the global batch itself
     print(f"mnist-mlp: 784 -> {args.hidden} relu -> 10 softmax, Adam lr {args.lr}, batch "
-          f"{args.batch_size}, {args.epochs} epochs, {helpers.num_threads()} threads, kernels "
+          f"{args.batch_size}, {args.epochs} epochs, {helpers.num_threads()} threads"
+          f"{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}")
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=args.validation_split, verbose=1)
+                        validation_split=args.validation_split, verbose=1,
+                        distributed=world.distributed)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     rates = history.history["samples_per_second"]
     print(f"test loss {loss:.4f} - test accuracy {accuracy:.4f} - median training "
           f"{float(np.median(rates)):,.0f} samples/s")
-    if args.save:
+    if args.save and world.rank == 0:
         model.save_weights(args.save)
         print(f"weights written to {args.save}")
     return {"test_loss": loss, "test_accuracy": accuracy,

@@ -20,6 +20,7 @@ from tinygrad_lab import datasets, helpers, optim, schedulers, train
 from tinygrad_lab.models.gpt import GPT, GPTConfig, configure_optimizers, generate
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import manual_seed
+from tinygrad_lab.recipes import ranks
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -110,14 +111,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = GPTConfig(vocab_size=vocab.size, block_size=args.context, d_model=args.d_model,
                        num_heads=args.heads, num_layers=args.layers,
                        d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout)
+    world = ranks(args, args.batch_size)
     model = GPT(config)
+    world.reseed(args.seed)
     opts = configure_optimizers(model, args.lr, args.weight_decay)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed)  # the same windows on every rank: each takes its rows
     held_out = fixed_batches(val_ids, args.eval_batches, 32, args.context)
     tokens = args.batch_size * args.context
     print(f"shakespeare-gpt: {model.num_parameters():,} parameters; {config}; AdamW lr "
           f"{args.lr} (warm-up {args.warmup}, cosine), batch {args.batch_size}, {args.steps} "
-          f"steps, {helpers.num_threads()} threads, kernels "
+          f"steps, {helpers.num_threads()} threads{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
     window: list[float] = []
     history: list[dict[str, float]] = []
@@ -139,13 +142,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         callbacks.append(train.CheckpointAtEnd(args.save, lambda logs: {
             "recipe": "shakespeare-gpt", "config": asdict(config), "vocab": "".join(vocab.itos),
             "steps": args.steps, "val_loss": logs["val_loss"]}))
+    def batches(epoch: int) -> Any:
+        for _ in range(args.steps):
+            x, y = get_batch(train_ids, args.batch_size, args.context, rng)  # (B, T) each
+            yield x[world.rows], y[world.rows]
+
     start_all = time.perf_counter()
     train.fit(
-        model, lambda epoch: (get_batch(train_ids, args.batch_size, args.context, rng)
-                              for _ in range(args.steps)),
-        loss_fn, opts, clip=1.0, schedulers=build_schedules(opts, args.warmup, args.steps),
+        model, batches, loss_fn, opts, clip=1.0,
+        schedulers=build_schedules(opts, args.warmup, args.steps),
         evaluate=lambda m: {"val_loss": evaluate(m, held_out)}, eval_every=args.eval_every,
-        callbacks=callbacks)
+        callbacks=callbacks, distributed=world.distributed)
     wall = time.perf_counter() - start_all
     val_loss = history[-1]["val_loss"]
     train_seconds = printer.loop.train_seconds

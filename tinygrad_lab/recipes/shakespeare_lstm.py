@@ -29,6 +29,7 @@ from tinygrad_lab.models import char_lstm
 from tinygrad_lab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import manual_seed
+from tinygrad_lab.recipes import ranks
 from tinygrad_lab.schedulers import CosineAnnealingLR, LinearWarmup, SequentialLR
 
 NAME = "shakespeare-lstm"
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     train_ids, val_ids, vocab = datasets.load_shakespeare_chars(0.1)
     if len(val_ids) <= args.seq_len + 1:
         raise ValueError(f"--seq-len {args.seq_len} is longer than the validation text")
+    world = ranks(args, args.batch_size)
     config = CharLSTMConfig(vocab.size, args.embed, args.hidden, args.layers)
     model = CharLSTM(config)
     opt = optim.Adam(model.parameters(), lr=args.lr)
@@ -109,15 +111,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"embed {args.embed} -> LSTM {args.hidden} x {args.layers} -> {vocab.size}, "
           f"{model.num_parameters():,} parameters; batch {args.batch_size} x {args.seq_len} "
           f"chars, Adam lr {args.lr} (warm-up {warmup}, cosine), clip {args.clip}, "
-          f"{helpers.num_threads()} threads, kernels "
+          f"{helpers.num_threads()} threads{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
 
     chars_per_step = args.batch_size * args.seq_len
 
-    def batches(epoch: int) -> Any:
+    def batches(epoch: int) -> Any:  # every rank draws the same windows and takes its rows
         for _ in range(args.steps_per_epoch):
             starts = rng.integers(0, len(train_ids) - args.seq_len - 1, size=args.batch_size)
-            yield windows(train_ids, starts, args.seq_len)
+            yield windows(train_ids, starts[world.rows], args.seq_len)
 
     def report(epoch: int, logs: dict[str, float]) -> None:
         val = logs["val_loss"]
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     history = train.fit(model, batches, loss_fn, opt, epochs=args.epochs,
                         clip=args.clip or None, schedulers=[schedule],
                         evaluate=lambda m: {"val_loss": evaluate(m, val_ids, args)},
-                        callbacks=callbacks)
+                        callbacks=callbacks, distributed=world.distributed)
     val_loss = history.epochs[-1]["val_loss"]
     elapsed = time.perf_counter() - start
     print(f"trained {total} steps in {elapsed:.0f} s; val loss {val_loss:.4f} nats/char")

@@ -11,6 +11,12 @@
     report.py     the fits of a sweep's rows; markdown
     plot.py       throughput, memory and roofline plots (matplotlib, the `plot` extra)
     estimate.py   memory by category and time per epoch of a model, from a sweep's fit
+
+`tinygrad-lab bench distributed`: data-parallel steps on 1 and 2 MPI ranks, and on paper.
+
+    distributed_bench.py  the runner: `mpiexec -n R` children, rows, JSON and markdown
+    distributed_child.py  one rank of one run (started by mpiexec)
+    allreduce.py          ring all-reduce bytes and time at N ranks on stated networks
 """
 
 from tinygrad_lab.scaling.grids import FAMILIES, GRIDS, QUICK_GRIDS, Size, grid
