@@ -42,7 +42,7 @@ def test_profile_records_carry_times_bytes_and_the_optimizer() -> None:
     # the first Linear reads x (8, 6), w (6, 5), b (5) and writes y (8, 5), float32
     first = records[0]
     assert first["op"] == "Linear" and first["bytes"] == 4 * (48 + 30 + 5 + 40)
-    assert not function._observed  # profiling is off again outside the block
+    assert not function.is_observed()  # profiling is off again outside the block
 
 
 def test_bytes_of_views_and_copies() -> None:

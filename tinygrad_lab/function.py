@@ -17,6 +17,8 @@ undoes broadcasting of the returned gradients. No op maths lives here.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,45 +32,103 @@ from tinygrad_lab.flops import numel
 if TYPE_CHECKING:
     from tinygrad_lab.tensor import Tensor
 
-_grad_enabled = True
+
+class _Mode:
+    """One thread's modes: grad mode, its tl.profile() records, whether its ops are timed."""
+
+    __slots__ = ("grad_enabled", "profiler", "observed")
+
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.profiler: ProfileRecords | None = None
+        self.observed = helpers.DEBUG >= 2
+        """True when each op must be timed (DEBUG>=2 or inside tl.profile()); read once per op."""
+
+
+_mode_var: contextvars.ContextVar[_Mode | None] = contextvars.ContextVar(
+    "tinygrad_lab_mode", default=None)
+"""Grad mode and profiling are per thread, as PyTorch's grad mode is: a `no_grad` block in an
+evaluation thread leaves training in another thread recording, and a new thread starts with
+grad enabled and nothing profiled. (A context variable: each thread has its own context, and
+reading one is cheaper than a threading.local attribute; read once per op.)"""
+_get_mode = _mode_var.get
+
+
+def _new_mode() -> _Mode:
+    mode = _Mode()
+    _mode_var.set(mode)
+    return mode
+
+
+def _this_thread() -> _Mode:
+    return _get_mode() or _new_mode()
+
+
+_changed_threads = 1 if helpers.DEBUG >= 2 else 0
+"""How many threads run with a mode other than the default (grad enabled, nothing timed), plus
+one for good under DEBUG>=2. While it is 0, which is almost always, an op reads no per-thread
+state: a thread whose own mode is changed has counted itself before its next op, so it never
+takes that shortcut; another thread's change only sends ops down the slower, exact path."""
+_changed_lock = threading.Lock()
+
+
+def _set_mode(mode: _Mode, grad_enabled: bool, observed: bool) -> None:
+    """Change this thread's modes, keeping _changed_threads exact."""
+    global _changed_threads
+    before = mode.grad_enabled and not mode.observed
+    mode.grad_enabled, mode.observed = grad_enabled, observed
+    after = grad_enabled and not observed
+    if before != after:
+        with _changed_lock:
+            _changed_threads += 1 if before else -1
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _this_thread().grad_enabled
+
+
+def is_observed() -> bool:
+    """Whether this thread times each op (inside tl.profile(), or DEBUG>=2)."""
+    return _this_thread().observed
 
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
-    """Build no graph inside the block (evaluation, optimizer steps)."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = False
+    """Build no graph inside the block (evaluation, optimizer steps); this thread only."""
+    mode = _this_thread()
+    previous = mode.grad_enabled
+    _set_mode(mode, False, mode.observed)
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _set_mode(mode, previous, mode.observed)
 
 
 @contextlib.contextmanager
 def enable_grad() -> Iterator[None]:
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = True
+    mode = _this_thread()
+    previous = mode.grad_enabled
+    _set_mode(mode, True, mode.observed)
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _set_mode(mode, previous, mode.observed)
 
 
 class Function:
     """Base of every op, and the node of the tape: one instance per op call (see the module
     docstring). Besides the op's own parameters, a node holds only the attributes below, so
-    those names are taken: backend, recording, saved, parents, needs_input_grad, outputs."""
+    those names are taken: backend, recording, saved, parents, versions, needs_input_grad,
+    outputs."""
 
     backend: Backend
     recording: bool
     saved: tuple[Any, ...] | None
     parents: tuple[Tensor, ...]
+    versions: tuple[int, ...] | None = None
+    """The inputs' version counters when forward read them, set when recording and one is not
+    0 (None: all were 0, as for most nodes, whose inputs are other ops' fresh outputs): backward
+    refuses to run on saved values an in-place update has changed since (check_versions)."""
     needs_input_grad: tuple[bool, ...]
     outputs: int | None = None
     """None for a node made by apply; for one made by apply_many, how many tensors forward
@@ -154,30 +214,43 @@ class Function:
                 if t._backend is not backend:
                     raise _mixed_devices(cls, first, t)
             needs = tuple([t.requires_grad for t in inputs])
-        if _grad_enabled:
-            recording = True in needs
+        if _changed_threads:  # some thread is under no_grad or profiled: read this one's modes
+            mode = _get_mode() or _new_mode()
+            observed = mode.observed
+            if mode.grad_enabled:
+                recording = True in needs
+            else:
+                recording, needs = False, (False,) * len(inputs)
         else:
-            recording, needs = False, (False,) * len(inputs)
+            observed, recording = False, True in needs
         fn.backend = backend
         fn.recording = recording
         fn.saved = ()
         # known before forward, so an op can skip saving what no gradient will need
         fn.needs_input_grad = needs
-        if _observed:
-            arrays = [t.data for t in inputs]
+        if observed:
+            arrays = [t._data for t in inputs]
             start = time.perf_counter()
             out = fn.forward(*arrays)
             backend.synchronize()
             _record(fn, "forward", start, time.perf_counter(), inputs, arrays, out)
         elif len(inputs) == 2:
-            out = fn.forward(first.data, second.data)
+            out = fn.forward(first._data, second._data)
         elif len(inputs) == 1:
-            out = fn.forward(first.data)
+            out = fn.forward(first._data)
         else:
-            out = fn.forward(*[t.data for t in inputs])
+            out = fn.forward(*[t._data for t in inputs])
         result = _wrap(out, backend, first._device, recording)
         if recording:
             fn.parents = inputs
+            if len(inputs) == 2:
+                if first._version or second._version:
+                    fn.versions = (first._version, second._version)
+            elif len(inputs) == 1:
+                if first._version:
+                    fn.versions = (first._version,)
+            else:
+                fn.versions = tuple([t._version for t in inputs])
             result._ctx = fn
         if _memory is not None:
             _memory.on_apply(fn, out)
@@ -193,7 +266,7 @@ class Function:
         packed = cls.apply(*inputs, **params)  # forward's list, wrapped as one tensor for now
         node = packed._ctx
         outs = [_wrap(a, packed._backend, packed._device, packed.requires_grad)
-                for a in packed.data]
+                for a in packed._data]
         if node is not None:
             node.outputs = len(outs)
             for index, t in enumerate(outs):
@@ -227,10 +300,6 @@ class ProfileRecords(list):  # list[dict[str, Any]]
     profiler_seconds: float = 0.0
 
 
-_profiler: ProfileRecords | None = None
-_observed: bool = helpers.DEBUG >= 2
-"""True when each op must be timed (DEBUG>=2 or inside tl.profile()); checked once per op."""
-
 _memory: Any = None
 """The running tinygrad_lab.memory ledger, or None when memory is not accounted (the default):
 checked once per op and per allocation site."""
@@ -251,7 +320,7 @@ def _record(fn: Function, phase: str, start: float, end: float, inputs: Any, rea
         "op": fn.name,
         "phase": phase,
         "device": fn.backend.device,
-        "start_ms": (start - _profiler.started) * 1e3 if _profiler is not None else 0.0,
+        "start_ms": _start_ms(start),
         "ms": (end - start) * 1e3,
         "in_shapes": shapes,
         "out_shape": out_shape,
@@ -267,12 +336,18 @@ def _record(fn: Function, phase: str, start: float, end: float, inputs: Any, rea
         helpers.log(f"{phase:<8} {fn.name:<16} {shapes} -> {out_shape} {entry['ms']:.3f} ms{extra}")
 
 
+def _start_ms(start: float) -> float:
+    profiler = _this_thread().profiler
+    return (start - profiler.started) * 1e3 if profiler is not None else 0.0
+
+
 def _store(entry: dict[str, Any], end: float) -> None:
-    """Append a record, counting the bookkeeping since `end` (the call's end) as the
-    profiler's own time."""
-    if _profiler is not None:
-        _profiler.append(entry)
-        _profiler.profiler_seconds += time.perf_counter() - end
+    """Append a record to this thread's profile, counting the bookkeeping since `end` (the
+    call's end) as the profiler's own time."""
+    profiler = _this_thread().profiler
+    if profiler is not None:
+        profiler.append(entry)
+        profiler.profiler_seconds += time.perf_counter() - end
 
 
 def _moved_bytes(reads: Any, writes: Any) -> int:
@@ -296,8 +371,9 @@ def _shares(a: Any, b: Any) -> bool:
 
 def timed_backward(node: Function, grad: Any) -> tuple[Array | None, ...]:
     """Run a node's backward, recording its time when profiling or DEBUG>=2. `grad` is the
-    output's gradient (a list of them for a node made by apply_many)."""
-    if _observed:
+    output's gradient (a list of them for a node made by apply_many). The caller checks the
+    versions first (check_versions)."""
+    if (_get_mode() or _new_mode()).observed:
         start = time.perf_counter()
         in_grads = node.backward(grad)
         node.backend.synchronize()
@@ -322,7 +398,7 @@ def timed_update(optimizer: Any, p: Tensor, state: dict[str, Any]) -> None:
         "op": type(optimizer).__name__,
         "phase": "optimizer",
         "device": p._backend.device,
-        "start_ms": (start - _profiler.started) * 1e3 if _profiler is not None else 0.0,
+        "start_ms": _start_ms(start),
         "ms": (end - start) * 1e3,
         "in_shapes": [p.shape],
         "out_shape": p.shape,
@@ -340,15 +416,47 @@ def timed_update(optimizer: Any, p: Tensor, state: dict[str, Any]) -> None:
 def profile() -> Iterator[ProfileRecords]:
     """Collect one record per op forward and backward and per optimizer update:
     `with tl.profile() as records: ...`; records.wall_seconds is the block's wall time."""
-    global _profiler, _observed
-    previous = _profiler
+    mode = _this_thread()  # this thread's: ops other threads run meanwhile are not recorded
+    previous = mode.profiler
     records = ProfileRecords()
-    _profiler = records
-    _observed = True
+    mode.profiler = records
+    _set_mode(mode, mode.grad_enabled, True)
     records.started = time.perf_counter()
     try:
         yield records
     finally:
         records.wall_seconds = time.perf_counter() - records.started
-        _profiler = previous
-        _observed = previous is not None or helpers.DEBUG >= 2
+        mode.profiler = previous
+        _set_mode(mode, mode.grad_enabled, previous is not None or helpers.DEBUG >= 2)
+
+
+def check_versions(node: Function, output: Tensor | None = None) -> None:
+    """Raise when a tensor whose value `node` saved for backward was changed in place since
+    forward (an optimizer step, zero_(), a .data assignment, load_state_dict): backward would
+    otherwise compute the gradient of the new values, silently. `output`: the node's output,
+    checked too (its version is 0 when made). A node that saved no array (nothing, or only
+    shapes and numbers) needs no value back."""
+    if not any(_holds_array(v) for v in node.saved or ()):
+        return
+    versions = node.versions or (0,) * len(node.parents)
+    changed = [(f"input {i}", t, expected)
+               for i, (t, expected) in enumerate(zip(node.parents, versions))
+               if t._version != expected]
+    if output is not None and output._version:
+        changed.append(("its output", output, 0))
+    if not changed:
+        return
+    where, t, expected = changed[0]
+    raise RuntimeError(
+        "a value needed for gradient computation was modified in place: "
+        f"{where} of {node.name} (shape {t.shape}, {t.dtype}) is at version {t._version}, "
+        f"expected {expected}. An in-place update (an optimizer step, zero_(), a .data "
+        "assignment, load_state_dict) ran between this forward and its backward; call "
+        "backward before the update, or run the forward again after it"
+    )
+
+
+def _holds_array(value: Any) -> bool:
+    if hasattr(value, "nbytes"):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_array(v) for v in value)

@@ -6,6 +6,7 @@ live in tinygrad_lab/ops/. `backward()` walks the tape once in reverse topologic
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -14,12 +15,21 @@ import numpy as np
 
 from tinygrad_lab import function as _function
 from tinygrad_lab.backends import DEFAULT_DEVICE, Array, Backend, get_backend
-from tinygrad_lab.function import Function, timed_backward
+from tinygrad_lab.function import Function, check_versions, is_observed, timed_backward
 from tinygrad_lab.ops import elementwise, linalg, movement, nn, reduce, split
 from tinygrad_lab.ops.movement import sum_to_shape
 
 Shape = tuple[int, ...]
 _FLOAT_KINDS = "f"
+_NO_VERSIONS = (0, 0)  # a node's inputs' versions when it recorded none (all were 0)
+_TENSOR_KINDS = "biuf"
+"""The dtype kinds a tensor holds: bool, signed and unsigned integers, floating point."""
+
+
+def _check_dtype(dtype: np.dtype, what: str = "tensor") -> None:
+    if dtype.kind not in _TENSOR_KINDS:
+        raise TypeError(f"a {what} holds bool, integer or floating-point values, not {dtype} "
+                        "(convert the values to numbers first)")
 
 
 def _as_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
@@ -43,8 +53,11 @@ class Tensor:
 
     # _output: which output of _ctx this is, set only when _ctx has several (Function.apply_many);
     # _post_grad_hooks: set only on a leaf that has some (register_post_accumulate_grad_hook)
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_output", "_backend", "_device",
-                 "_post_grad_hooks", "__weakref__")
+    # _data: the array (`data` reads it; assigning `data` counts as an in-place update);
+    # _version: bumped by every in-place update the engine makes (optimizer steps, zero_(),
+    # `data` assignment, load_state_dict), checked by backward for values saved from it
+    __slots__ = ("_data", "_version", "grad", "requires_grad", "_ctx", "_output", "_backend",
+                 "_device", "_post_grad_hooks", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(
@@ -56,14 +69,21 @@ class Tensor:
     ) -> None:
         backend = get_backend(device)
         if isinstance(data, Tensor):
-            data = data.data
-        if dtype is None and not hasattr(data, "dtype"):
-            dtype = np.float32  # Python scalars and lists become float32
+            data = data._data
         if hasattr(data, "__cuda_array_interface__") or isinstance(data, np.ndarray):
+            _check_dtype(data.dtype)
             arr = backend.asarray(data, dtype=dtype)
+            if arr is data:  # a copy, as torch.tensor: tl.from_numpy shares the caller's array
+                arr = arr.copy()
         else:
-            arr = backend.asarray(np.asarray(data, dtype=dtype))
-        self.data: Array = arr
+            host = np.asarray(data)
+            _check_dtype(host.dtype)
+            if dtype is None and not hasattr(data, "dtype"):
+                dtype = np.float32  # Python scalars and lists become float32
+            arr = backend.asarray(np.asarray(host, dtype=dtype))
+        _check_dtype(arr.dtype)
+        self._data: Array = arr
+        self._version = 0
         self.grad: Tensor | None = None
         self._backend: Backend = backend
         self._device: str = backend.device
@@ -78,7 +98,8 @@ class Tensor:
     def _wrap(cls, data: Array, backend: Backend, device: str, requires_grad: bool) -> Tensor:
         """Fast constructor for op outputs: no conversion, no checks."""
         t = cls.__new__(cls)
-        t.data = data
+        t._data = data
+        t._version = 0
         t.grad = None
         t.requires_grad = requires_grad
         t._ctx = None
@@ -87,22 +108,48 @@ class Tensor:
         return t
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
-        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+        if flag and self._data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(
-                f"only floating-point tensors can require gradients; this one is {self.data.dtype}"
+                f"only floating-point tensors can require gradients; this one is {self._data.dtype}"
                 " (cast with .astype('float32') first)"
             )
         self.requires_grad = flag
         return self
 
+    # --- the array, and in-place updates -------------------------------------------------
+    def _set_data(self, value: Array) -> None:
+        self._data = value
+        self._version += 1
+
+    data = property(operator.attrgetter("_data"), _set_data, doc=(
+        "The array. Assigning it is an in-place update of the tensor: it bumps the version "
+        "counter that backward checks. Writes into the array itself (t.data[...] = v) are not "
+        "seen."))
+
+    @property
+    def version(self) -> int:
+        """How many in-place updates the engine has made to this tensor (optimizer steps,
+        zero_(), `data` assignment, load_state_dict); backward refuses values saved before one."""
+        return self._version
+
+    def _bump_version(self) -> None:
+        """Record an in-place update made through the array (an optimizer step, a load)."""
+        self._version += 1
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place (an in-place update: bumps the version)."""
+        self._data[...] = 0
+        self._version += 1
+        return self
+
     # --- properties ----------------------------------------------------------------------
     @property
     def shape(self) -> Shape:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def device(self) -> str:
@@ -110,15 +157,15 @@ class Tensor:
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        return int(self._data.nbytes)
 
     @property
     def is_leaf(self) -> bool:
@@ -149,7 +196,7 @@ class Tensor:
 
     # --- conversion ----------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        return self._backend.to_numpy(self.data)
+        return self._backend.to_numpy(self._data)
 
     def item(self) -> Any:
         if self.size != 1:
@@ -161,7 +208,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """Same data, cut from the tape."""
-        return Tensor._wrap(self.data, self._backend, self._device, False)
+        return Tensor._wrap(self._data, self._backend, self._device, False)
 
     def to(self, device: str) -> Tensor:
         """Copy to another device; gradients flow back across the move."""
@@ -176,7 +223,7 @@ class Tensor:
         if np.dtype(dtype) == self.dtype:
             return self
         if np.dtype(dtype).kind != "f":  # integer/bool results carry no gradient: off the tape
-            return Tensor._wrap(self.data.astype(dtype), self._backend, self._device, False)
+            return Tensor._wrap(self._data.astype(dtype), self._backend, self._device, False)
         return elementwise.Cast.apply(self, dtype=np.dtype(dtype))
 
     def float(self) -> Tensor:
@@ -201,9 +248,9 @@ class Tensor:
                     f"backward() on a non-scalar tensor of shape {self.shape} needs an explicit "
                     "gradient of that shape: t.backward(gradient)"
                 )
-            seed = xp.ones(self.data.shape, dtype=self.dtype)
+            seed = xp.ones(self._data.shape, dtype=self.dtype)
         else:
-            seed = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
+            seed = gradient._data if isinstance(gradient, Tensor) else xp.asarray(gradient)
             if tuple(seed.shape) != self.shape:
                 raise ValueError(
                     f"backward(): gradient shape {tuple(seed.shape)} does not match the tensor's "
@@ -216,6 +263,7 @@ class Tensor:
             _function._memory.add(seed, "temporaries", self._device)
         leaf_arrays: set[int] = set()
         order = _topological_order(self)
+        observed = is_observed()  # profiling or DEBUG>=2: time each node's backward
         pending = _PendingLeaves(order, grads, leaf_arrays) if _hooked_leaves else None
         # nodes with several outputs (Function.apply_many): their outputs' gradients, gathered
         # until the walk reaches one of the node's inputs, which comes after all its outputs
@@ -226,6 +274,7 @@ class Tensor:
                 for fn in waiting.pop(id(node)):
                     out_grads = gathered.pop(id(fn), None)  # None: run from another input
                     if out_grads is not None:
+                        check_versions(fn)
                         _send_to_inputs(fn, timed_backward(fn, out_grads), grads, retain_graph,
                                         pending)
             g = grads.pop(id(node), None)
@@ -242,6 +291,11 @@ class Tensor:
                     "backward() through a graph that was already freed; call the first "
                     "backward(retain_graph=True) to walk it twice"
                 )
+            # refuse values saved for backward that an in-place update changed since forward
+            parents, versions = ctx.parents, ctx.versions or _NO_VERSIONS
+            if node._version or parents[0]._version != versions[0] or (len(parents) > 1 and (
+                    len(parents) > 2 or parents[1]._version != versions[1])):
+                check_versions(ctx, node)
             if ctx.outputs is not None:
                 out_grads = gathered.get(id(ctx))
                 if out_grads is None:
@@ -250,7 +304,8 @@ class Tensor:
                         waiting.setdefault(id(parent), []).append(ctx)
                 out_grads[node._output] = g
                 continue
-            _send_to_inputs(ctx, timed_backward(ctx, g), grads, retain_graph, pending)
+            _send_to_inputs(ctx, timed_backward(ctx, g) if observed else ctx.backward(g), grads,
+                            retain_graph, pending)
 
     def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> HookHandle:
         """Call `hook(self)` in each backward once this leaf's `.grad` is complete: right after
@@ -298,6 +353,11 @@ class Tensor:
     def _const(self, value: Any) -> Tensor:
         if isinstance(value, Tensor):
             return value
+        if type(value) not in (float, int, bool):  # not a Python number: check what it holds
+            if value is None:
+                raise TypeError("operand is None, not a number, array or tensor")
+            kind = getattr(value, "dtype", None)
+            _check_dtype(np.asarray(value).dtype if kind is None else np.dtype(kind), "operand")
         dtype = self.dtype
         if dtype.kind != "f" and isinstance(value, float):
             dtype = np.dtype(np.float32)
@@ -404,11 +464,11 @@ class Tensor:
 
     # --- comparisons: no gradient, boolean results ------------------------------------------
     def _compare(self, other: Any, ufunc: str) -> Tensor:
-        other_data = other.data if isinstance(other, Tensor) else other
+        other_data = other._data if isinstance(other, Tensor) else other
         if isinstance(other_data, np.ndarray):  # a host array: onto this tensor's device
             other_data = self._backend.asarray(other_data)
         try:
-            out = getattr(self._backend.xp, ufunc)(self.data, other_data)
+            out = getattr(self._backend.xp, ufunc)(self._data, other_data)
         except ValueError:
             _check_broadcast(ufunc, self.shape, getattr(other_data, "shape", ()))
             raise
@@ -433,7 +493,7 @@ class Tensor:
         return self._compare(other, "not_equal")
 
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        out = self._backend.xp.argmax(self.data, axis=axis, keepdims=keepdims)
+        out = self._backend.xp.argmax(self._data, axis=axis, keepdims=keepdims)
         return Tensor._wrap(out, self._backend, self._device, False)
 
     # --- reductions ------------------------------------------------------------------------
@@ -587,6 +647,21 @@ class Tensor:
 _function._wrap = Tensor._wrap
 
 
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A CPU tensor that shares `array`'s memory, as torch.from_numpy: writes into either are
+    seen by the other (Tensor(array) copies, as torch.tensor does). Writing into the array
+    after a forward that saved it makes backward compute the gradient of the new values; the
+    engine cannot see such writes (they bump no version)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    _check_dtype(array.dtype)
+    backend = get_backend("cpu")
+    t = Tensor._wrap(array, backend, backend.device, False)
+    if _function._memory is not None:
+        _function._memory.add(array, "temporaries", backend.device)
+    return t.requires_grad_(True) if requires_grad else t
+
+
 # --- free functions on tensors ------------------------------------------------------------------
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Concatenate along an existing axis (NumPy's concatenate)."""
@@ -626,7 +701,7 @@ def where(condition: Tensor | Array, x: Any, y: Any) -> Tensor:
     if not isinstance(ref, Tensor):
         raise TypeError("where: x or y must be a Tensor")
     cond = condition if isinstance(condition, Tensor) else ref._const(condition)
-    cond = Tensor._wrap(cond.data.astype(bool, copy=False), ref._backend, ref.device, False)
+    cond = Tensor._wrap(cond._data.astype(bool, copy=False), ref._backend, ref.device, False)
     a, b = ref._const(x), ref._const(y)
     try:
         return elementwise.Where.apply(cond, a, b)
@@ -679,10 +754,10 @@ def _send_to_inputs(node: Function, in_grads: Sequence[Array | None], grads: dic
     for parent, pg, need in zip(node.parents, in_grads, node.needs_input_grad):
         if not need or pg is None:
             continue
-        if pg.shape != parent.data.shape:
-            pg = sum_to_shape(node.backend, pg, parent.data.shape)
-        if pg.dtype != parent.data.dtype:
-            pg = pg.astype(parent.data.dtype)
+        if pg.shape != parent._data.shape:
+            pg = sum_to_shape(node.backend, pg, parent._data.shape)
+        if pg.dtype != parent._data.dtype:
+            pg = pg.astype(parent._data.dtype)
         key = id(parent)
         prev = grads.get(key)
         grads[key] = pg if prev is None else prev + pg
@@ -785,9 +860,9 @@ def _accumulate_leaf(leaf: Tensor, g: Array, seen: set[int]) -> None:
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(g, leaf._backend, leaf.device, False)
     else:
-        leaf.grad = Tensor._wrap(leaf.grad.data + g, leaf._backend, leaf.device, False)
+        leaf.grad = Tensor._wrap(leaf.grad._data + g, leaf._backend, leaf.device, False)
     if _function._memory is not None:
-        _function._memory.add(leaf.grad.data, "gradients", leaf._device)
+        _function._memory.add(leaf.grad._data, "gradients", leaf._device)
 
 
 def _check_broadcast(op: str, a: Shape, b: Shape, result: Shape | None = None) -> None:
@@ -827,7 +902,7 @@ def _normalise_index(index: Any, backend: Backend) -> Any:
     if isinstance(index, tuple):
         return tuple(_normalise_index(i, backend) for i in index)
     if isinstance(index, Tensor):
-        return index.data if index._backend is backend else backend.asarray(index.numpy())
+        return index._data if index._backend is backend else backend.asarray(index.numpy())
     if isinstance(index, (list, np.ndarray)):
         return backend.asarray(index)
     return index

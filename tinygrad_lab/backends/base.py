@@ -16,6 +16,7 @@ import numpy as _numpy
 from tinygrad_lab import helpers
 
 _ndarray = _numpy.ndarray
+_kernels_switch = helpers.kernels_switch  # this thread's kernel switch, read per call
 
 Array = Any  # a NumPy or CuPy ndarray
 
@@ -59,19 +60,21 @@ class Backend:
     xp: Any = None
 
     def __init__(self) -> None:
-        self._resolved: dict[str, Callable[..., Any]] = {}
-        helpers.on_switch(self._resolved.clear)
+        # resolved functions, one cache per state of the (per-thread) kernel switch:
+        # [reference, kernels], so threads on different paths share them without clearing
+        self._caches: tuple[dict[str, Callable[..., Any]], ...] = ({}, {})
 
     # --- named array functions ------------------------------------------------------------
     def resolve(self, name: str) -> Callable[..., Any]:
         """The function `call(name)` runs now: the kernel if registered and enabled, else the
         reference (wrapped in a logger at DEBUG>=2)."""
-        fn = self._resolved.get(name)
+        cache = self._caches[_kernels_switch()]
+        fn = cache.get(name)
         if fn is None:
             fn = self._lookup(name)
             if helpers.DEBUG >= 2:
                 fn = _logged(self, name, fn)
-            self._resolved[name] = fn
+            cache[name] = fn
         return fn
 
     def _lookup(self, name: str) -> Callable[..., Any]:
@@ -93,7 +96,7 @@ class Backend:
         return with_fallback(kernel, reference)
 
     def call(self, name: str, *args: Any, **kw: Any) -> Any:
-        fn = self._resolved.get(name) or self.resolve(name)
+        fn = self._caches[_kernels_switch()].get(name) or self.resolve(name)
         return fn(*args, **kw)
 
     def is_kernel(self, name: str) -> bool:

@@ -151,6 +151,7 @@ class ZeroRedundancyOptimizer(optim.Optimizer):
         all_gather_array(flat, device, self.world, comm=self._comm, tag="zero")
         for p, offset in zip(g.params, g.offsets):
             p.data.reshape(-1)[...] = flat[offset:offset + p.size]
+            p._bump_version()
 
     def update_flops(self) -> int:
         return self.local_optimizer.update_flops()

@@ -152,6 +152,7 @@ class Module:
                     f"{tensor.shape} in the module"
                 )
             tensor.data[...] = tensor._backend.asarray(value.astype(tensor.dtype, copy=False))
+            tensor._bump_version()
 
     def to(self, device: str) -> Module:
         """Move every parameter and buffer to `device` in place."""
