@@ -229,11 +229,11 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     model.save_weights(str(path))
     before = path.read_bytes()
 
-    def broken_savez(file, *args, **kwargs):
+    def broken_write(file, *args, **kwargs):  # each array of the .npz is written by this
         file.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", broken_savez)
+    monkeypatch.setattr(np.lib.format, "write_array", broken_write)
     tl.manual_seed(7)
     changed = classifier()
     with pytest.raises(OSError, match="disk full"):
@@ -285,3 +285,62 @@ def test_accuracy_of_per_time_step_labels_is_a_fraction():
     assert probs.shape == (64, 5, 2)
     assert np.isclose(accuracy, (probs.argmax(-1) == y).mean())
     assert accuracy > 0.9
+
+
+# --- empty data and bad labels: clear errors or the right empty shape, never made-up figures ----
+def test_validation_split_that_leaves_no_validation_rows_raises():
+    x, y = blobs(3)
+    with pytest.raises(ValueError, match="validation_split=0.2 of 3 samples"):
+        classifier().fit(x, y, validation_split=0.2, verbose=0)
+
+
+def test_fit_on_no_samples_raises():
+    x, y = blobs(8)
+    with pytest.raises(ValueError, match="fit: x holds no samples"):
+        classifier().fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(ValueError, match="fit: validation_data holds no samples"):
+        classifier().fit(x, y, validation_data=(x[:0], y[:0]), verbose=0)
+
+
+def test_evaluate_on_no_samples_raises():
+    x, y = blobs(8)
+    with pytest.raises(ValueError, match="evaluate: x holds no samples"):
+        classifier().evaluate(x[:0], y[:0], verbose=0)
+
+
+def test_predict_on_no_samples_returns_the_empty_output_shape():
+    x, _ = blobs(8)
+    probs = classifier().predict(x[:0])
+    assert probs.shape == (0, 2) and probs.dtype == np.float32
+    unbuilt = keras.Sequential([Dense(5), keras.layers.Activation("softmax")])
+    assert unbuilt.predict(np.zeros((0, 7), np.float32)).shape == (0, 5)
+
+
+@pytest.mark.parametrize("batch_size", [0, -5])
+def test_evaluate_and_predict_reject_batch_sizes_below_one(batch_size):
+    x, y = blobs(8)
+    model = classifier()
+    with pytest.raises(ValueError, match=f"predict: batch_size must be >= 1, got {batch_size}"):
+        model.predict(x, batch_size=batch_size)
+    with pytest.raises(ValueError, match=f"evaluate: batch_size must be >= 1, got {batch_size}"):
+        model.evaluate(x, y, batch_size=batch_size, verbose=0)
+
+
+@pytest.mark.parametrize("activation", ["relu", None, "softmax"])
+@pytest.mark.parametrize("label", [-1, 2])
+def test_out_of_range_labels_raise_on_every_loss_path(activation, label):
+    """A non-softmax last layer takes the probability path: -1 must not train the last class."""
+    x, y = blobs(8)
+    model = keras.Sequential([keras.Input((4,)), Dense(2, activation=activation)])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    before = [p.numpy().copy() for p in model.parameters()]
+    bad = y.copy()
+    bad[3] = label
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        model.fit(x, bad, verbose=0)
+    for p, q in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), q)  # raised before any step
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        model.evaluate(x, bad, verbose=0)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        model.fit(x, y, validation_data=(x, bad), verbose=0)

@@ -290,6 +290,7 @@ class Sequential(Module):
                 out = self.forward(x, logits=True)
                 return F.cross_entropy(out, y), out
             probs = self.forward(x)
+            _check_labels(y, probs.shape[-1], "sparse_categorical_crossentropy")
             picked = probs[np.arange(len(y)), y].clip(1e-7, 1.0)
             return -(picked.log().mean()), probs
         if isinstance(loss_fn, MeanSquaredError):
@@ -328,14 +329,25 @@ class Sequential(Module):
                 if not np.all(np.mod(y, 1) == 0):
                     raise ValueError("sparse_categorical_crossentropy needs integer labels")
                 y = y.astype(np.int64)
+            if self.built:  # every path (fused, from_logits, probabilities): before any step
+                _check_labels(y, self._sample_output_shape(x.shape[1:])[-1],
+                              "sparse_categorical_crossentropy")
         elif y.dtype != x.dtype:
             y = y.astype(x.dtype)
         return x, y
 
+    def _sample_output_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape of one sample of `sample_shape` (no batch axis)."""
+        shape = tuple(sample_shape)
+        for layer in self.layers:
+            shape = _output_shape(layer, shape)
+        return shape
+
     # --- fit / evaluate / predict ---------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
-            shuffle: bool = True, verbose: int = 1, distributed: bool = False) -> History:
+            shuffle: bool = True, verbose: int = 1, distributed: bool = False,
+            initial_epoch: int = 0) -> History:
         """Train; returns a History with loss, metrics and val_* per epoch (Keras semantics:
         validation_split takes the last fraction of x and y, before shuffling).
 
@@ -343,7 +355,9 @@ class Sequential(Module):
         `batch_size` stays the global batch, split evenly over the ranks (it must divide); each
         epoch a `DistributedSampler` deals each rank every world-th sample of one shared
         permutation, so the ranks' step-j batches together are the one-process step-j batch.
-        Every rank validates on the whole validation set; only rank 0 shows progress."""
+        Every rank validates on the whole validation set; only rank 0 shows progress.
+        `initial_epoch`: resume at that epoch (Keras' argument; epochs counts from 0, so
+        `fit(..., epochs=5, initial_epoch=3)` trains epochs 4 and 5)."""
         if self.loss is None:
             raise RuntimeError("call compile() before fit()")
         if epochs < 0 or batch_size < 1:
@@ -355,10 +369,23 @@ class Sequential(Module):
         self._ensure_built(x_arr)
         x_arr, y_arr = self._prepare(x, y)
         assert y_arr is not None and self.optimizer is not None
+        if len(x_arr) == 0:
+            raise ValueError(f"fit: x holds no samples (shape {x_arr.shape}); nothing to train on")
         if validation_split and validation_data is None:
             n_val = int(len(x_arr) * validation_split)
+            if n_val == 0 or n_val == len(x_arr):  # Keras refuses such a split too
+                raise ValueError(
+                    f"fit: validation_split={validation_split} of {len(x_arr)} samples leaves "
+                    f"{n_val} for validation and {len(x_arr) - n_val} for training; both need "
+                    "at least one: give more data or another validation_split")
             validation_data = (x_arr[len(x_arr) - n_val:], y_arr[len(y_arr) - n_val:])
             x_arr, y_arr = x_arr[: len(x_arr) - n_val], y_arr[: len(y_arr) - n_val]
+        elif validation_data is not None:  # checked now, not after the first epoch's training
+            val_x, val_y = self._prepare(*validation_data)
+            if len(val_x) == 0:
+                raise ValueError("fit: validation_data holds no samples; pass None to skip "
+                                 "validation")
+            validation_data = (val_x, val_y)
         n = len(x_arr)
         steps = math.ceil(n / batch_size)
         sampler = None
@@ -392,9 +419,10 @@ class Sequential(Module):
         loop_history = train.fit(
             self, batches, loss_fn, self.optimizer, epochs=epochs, batch_metrics=metric_sums,
             evaluate=validate if validation_data is not None else None,
-            callbacks=[_ProgressCallback(steps, epochs, verbose)], distributed=distributed)
+            callbacks=[_ProgressCallback(steps, epochs, verbose)], distributed=distributed,
+            initial_epoch=initial_epoch)
         history = History()
-        for epoch, logs in enumerate(loop_history.epochs):
+        for epoch, logs in enumerate(loop_history.epochs, start=initial_epoch):
             history.append(epoch, {k: v for k, v in logs.items() if k != "seconds"})
         self.eval()
         return history
@@ -417,10 +445,15 @@ class Sequential(Module):
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 1,
                  return_dict: bool = False) -> Any:
         """Loss and metrics over (x, y); a list [loss, *metrics] like Keras, or a dict."""
+        if batch_size < 1:
+            raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
         x_arr, _ = self._prepare(x)
         self._ensure_built(x_arr)
         x_arr, y_arr = self._prepare(x, y)
         assert y_arr is not None
+        if len(x_arr) == 0:  # a mean over no samples: no number to report
+            raise ValueError(f"evaluate: x holds no samples (shape {x_arr.shape}); a loss "
+                             "over an empty set is undefined")
         self.eval()
         totals: dict[str, float] = {"loss": 0.0}
         with no_grad():
@@ -436,7 +469,10 @@ class Sequential(Module):
         return logs if return_dict else [logs["loss"], *[logs[m] for m in self.metrics]]
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """Outputs for x (probabilities after a softmax layer) as a NumPy array."""
+        """Outputs for x (probabilities after a softmax layer) as a NumPy array; no samples give
+        an empty array of shape (0, *output shape)."""
+        if batch_size < 1:
+            raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
         x_arr, _ = self._prepare(x)
         self._ensure_built(x_arr)
         self.eval()
@@ -444,12 +480,15 @@ class Sequential(Module):
         with no_grad():
             for start in range(0, len(x_arr), batch_size):
                 outs.append(self.forward(Tensor(x_arr[start:start + batch_size])).numpy())
-        return np.concatenate(outs) if outs else np.zeros((0,))
+        if not outs:
+            return np.zeros((0, *self._sample_output_shape(x_arr.shape[1:])), dtype=x_arr.dtype)
+        return np.concatenate(outs)
 
     # --- persistence and display ------------------------------------------------------------------
     def save_weights(self, path: str) -> None:
-        """Write every weight to an .npz file atomically."""
-        save(self.state_dict(), path)
+        """Write every weight to an .npz file (.safetensors by that name) atomically; weights
+        holding nan or inf are refused, so a diverged model never replaces a good file."""
+        save(self.state_dict(), path, check_finite=True)
 
     def load_weights(self, path: str) -> None:
         if not self.built:
@@ -471,6 +510,13 @@ class Sequential(Module):
         text = "\n".join(rows)
         (print_fn or print)(text)
         return text
+
+
+def _check_labels(y: np.ndarray, classes: int, where: str) -> None:
+    """Integer class labels must lie in [0, classes): -1 would index the last class."""
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ValueError(f"{where}: labels must lie in [0, {classes}); got min {int(y.min())}, "
+                         f"max {int(y.max())}")
 
 
 def _output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
