@@ -211,3 +211,23 @@ def test_lambda_callback_rejects_unknown_hooks_and_fit_rejects_bad_settings():
         fit(model, lambda e: [], _loss, opt, epochs=-1)
     with pytest.raises(ValueError, match="eval_every"):
         fit(model, lambda e: [], _loss, opt, eval_every=0)
+
+
+def test_an_epoch_without_batches_raises_instead_of_logging_a_loss():
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="no batches in epoch 1"):
+        fit(model, lambda e: [], _loss, opt)
+    x, y = _data()
+    with pytest.raises(ValueError, match="no batches in epoch 2"):
+        fit(model, lambda e: _batches(x, y)(e) if e == 0 else iter(()), _loss, opt, epochs=2)
+
+
+def test_a_nan_evaluation_raises_instead_of_being_logged():
+    """np.mean([]) over an empty evaluation set is nan: an error, not a figure in the logs."""
+    x, y = _data()
+    model = _model()
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="val_loss"):
+        fit(model, _batches(x, y), _loss, optim.SGD(model.parameters(), lr=0.1),
+            evaluate=lambda m: {"val_loss": float(np.mean([]))})
+    assert model.training

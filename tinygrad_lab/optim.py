@@ -53,10 +53,11 @@ class Optimizer:
                 if function._memory is not None:
                     function._memory.add_all(state.values(), "optimizer_state", p._device)
             state["step"] += 1
-            if function._observed:  # profiling: time and count the update
+            if function.is_observed():  # profiling: time and count the update
                 function.timed_update(self, p, state)
             else:
                 self.update(p, p.grad.data, state)
+            p._bump_version()  # in place: backward refuses values saved from p before this
 
     def init_state(self, p: Tensor) -> dict[str, Any]:
         return {"step": 0}
@@ -73,6 +74,39 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         return {"lr": self.lr, "state": {i: self.state.get(id(p)) for i, p in
                                           enumerate(self.params)}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (from this optimizer's parameters, in the same
+        order): the learning rate and, per parameter index, its step count and arrays (copied
+        to the parameter's device). A parameter without state starts fresh, as before its
+        first step."""
+        entries = state["state"]
+        extra = sorted(set(int(i) for i in entries) - set(range(len(self.params))))
+        if extra:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter "
+                             f"index {extra[0]}, but the optimizer has {len(self.params)}")
+        restored: dict[int, dict[str, Any]] = {}
+        for i, p in enumerate(self.params):
+            saved = entries.get(i, entries.get(str(i)))
+            if saved is None:
+                continue
+            fresh = self.init_state(p)
+            if set(saved) != set(fresh):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: parameter {i} has "
+                                 f"state {sorted(saved)}, expected {sorted(fresh)}")
+            xp = p._backend.xp
+            for key, value in saved.items():
+                if key == "step":
+                    fresh[key] = int(value)
+                    continue
+                if tuple(value.shape) != tuple(fresh[key].shape):
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: parameter {i}'s "
+                                     f"{key!r} has shape {tuple(value.shape)}, expected "
+                                     f"{tuple(fresh[key].shape)}")
+                fresh[key] = xp.array(value, dtype=fresh[key].dtype, copy=True)
+            restored[id(p)] = fresh
+        self.lr = float(state["lr"])
+        self.state = restored
 
 
 class SGD(Optimizer):
@@ -110,6 +144,9 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
+        if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):  # also nan
+            raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), "
+                             f"got {tuple(betas)}")
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 

@@ -20,15 +20,21 @@ all-reduce, so every rank's logs, callbacks and stop decisions are the same (see
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from tinygrad_lab import optim
 from tinygrad_lab.backends import DEFAULT_DEVICE, canonical_device, get_backend
 from tinygrad_lab.nn.module import Module, Parameter
-from tinygrad_lab.tensor import Tensor
+from tinygrad_lab.tensor import Tensor, from_numpy
 
 if TYPE_CHECKING:
     from tinygrad_lab.distributed import DataParallel
@@ -170,7 +176,10 @@ class Loop:
 
 
 def to_device(batch: Batch, device: str) -> Batch:
-    """Each array of the batch as a Tensor on `device`, moved once (Tensors already there stay)."""
+    """Each array of the batch as a Tensor on `device`, moved once (Tensors already there stay).
+
+    A NumPy batch bound for the CPU is shared, not copied (`from_numpy`): the loop never writes
+    into it, and a copy per step would cost a pass over the batch for nothing."""
     backend = get_backend(device)
     moved = []
     for item in batch:
@@ -178,6 +187,8 @@ def to_device(batch: Batch, device: str) -> Batch:
             moved.append(item if item._backend is backend else item.detach().to(device))
         elif item is None:
             moved.append(None)
+        elif type(item) is np.ndarray and backend.device == DEFAULT_DEVICE:
+            moved.append(from_numpy(item))
         else:
             moved.append(Tensor(item, device=device))
     return tuple(moved)
@@ -253,6 +264,136 @@ class _RankAgreement:
                                             op="max")["stop"] > 0
 
 
+# --- resumable checkpoints ------------------------------------------------------------------------
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped `fit` between two steps (after writing the last completed
+    step's checkpoint when it was given one); `signum` is the signal (exit status 128 + it)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+@dataclass
+class Checkpointing:
+    """What `fit(..., checkpoint=)` writes: a full checkpoint (weights, every optimizer's and
+    scheduler's state, the loop's position, the RNG states, the epoch's running sums, history
+    and `meta`) to `path`, atomically:
+
+    - every `every` steps or epochs (`unit` "steps" or "epochs"; 0: never on the way),
+    - at the end of training (`at_end`),
+    - on Ctrl-C or SIGTERM (`on_interrupt`): the loop finishes the current step, writes it and
+      raises `Interrupted` (a KeyboardInterrupt); a second signal stops at once.
+
+    `meta` (a dict, or a function of the latest logs) is the recipe's own (name, config,
+    vocabulary); `rngs` are NumPy generators the batches are drawn from besides tinygrad_lab's
+    own (saved and restored with it). `fit(..., resume=path)` continues from such a file so
+    that the resumed run ends with the same weights, bit for bit, as an uninterrupted one
+    (same seed and thread count). Only rank 0 of a distributed run writes."""
+
+    path: str | os.PathLike[str] | None
+    every: int = 0
+    unit: str = "steps"
+    meta: dict[str, Any] | Callable[[dict[str, float]], dict[str, Any]] = field(
+        default_factory=dict)
+    rngs: Sequence[np.random.Generator] = ()
+    at_end: bool = True
+    on_interrupt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("steps", "epochs"):
+            raise ValueError(f"Checkpointing: unit must be 'steps' or 'epochs', got {self.unit!r}")
+        if self.every < 0:
+            raise ValueError(f"Checkpointing: every must be >= 0, got {self.every}")
+
+
+_FORMAT = 1
+
+
+def _rng_states(rngs: Sequence[np.random.Generator]) -> list[dict[str, Any]]:
+    from tinygrad_lab.random import generator
+
+    return [generator().bit_generator.state] + [r.bit_generator.state for r in rngs]
+
+
+def _set_rng_states(rngs: Sequence[np.random.Generator], states: list[dict[str, Any]]) -> None:
+    from tinygrad_lab.random import generator
+
+    if len(states) != 1 + len(rngs):
+        raise ValueError(f"the checkpoint holds {len(states) - 1} extra random generator(s), "
+                         f"this run has {len(rngs)}")
+    for gen, state in zip([generator(), *rngs], states):
+        gen.bit_generator.state = state
+
+
+def _host_array(value: Any) -> np.ndarray:
+    return value.get() if type(value).__module__.split(".")[0] == "cupy" else np.asarray(value)
+
+
+def _training_state(loop: Loop, schedulers: Sequence[Any], position: dict[str, Any]
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(optimizer arrays by name, the JSON part) of a full checkpoint at `position`."""
+    arrays: dict[str, np.ndarray] = {}
+    optimizers = []
+    for i, opt in enumerate(loop.optimizers):
+        steps = {}
+        for index, entry in opt.state_dict()["state"].items():
+            if entry is None:
+                continue
+            for key, value in entry.items():
+                if key == "step":
+                    steps[str(index)] = int(value)
+                else:
+                    arrays[f"optim/{i}/{index}/{key}"] = _host_array(value)
+        optimizers.append({"type": type(opt).__name__, "lr": opt.lr, "steps": steps,
+                           "params": len(opt.params)})
+    meta = {"format": _FORMAT, "step": loop.step, "train_seconds": loop.train_seconds,
+            "optimizers": optimizers, "schedulers": [s.state_dict() for s in schedulers],
+            "history": {"epochs": loop.history.epochs,
+                        "evaluations": loop.history.evaluations}, **position}
+    return arrays, meta
+
+
+def _restore(loop: Loop, schedulers: Sequence[Any], state: dict[str, np.ndarray],
+             meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> dict[str, Any]:
+    """Load a full checkpoint into the model, optimizers, schedulers and loop; returns its
+    training part (the position and RNG states)."""
+    train = meta.get("train")
+    if not isinstance(train, dict) or train.get("format") != _FORMAT:
+        raise ValueError(f"cannot resume from {where}: it holds weights only, not a training "
+                         "state (written by an older version, or by save_checkpoint)")
+    saved = train["optimizers"]
+    if len(saved) != len(loop.optimizers) or len(train["schedulers"]) != len(schedulers):
+        raise ValueError(f"cannot resume from {where}: it has {len(saved)} optimizer(s) and "
+                         f"{len(train['schedulers'])} scheduler(s), this run "
+                         f"{len(loop.optimizers)} and {len(schedulers)}")
+    loop.model.load_state_dict(state)
+    for i, (opt, info) in enumerate(zip(loop.optimizers, saved)):
+        if info["type"] != type(opt).__name__ or info["params"] != len(opt.params):
+            raise ValueError(f"cannot resume from {where}: optimizer {i} is a {info['type']} of "
+                             f"{info['params']} parameters, this run's a {type(opt).__name__} of "
+                             f"{len(opt.params)}")
+        entries: dict[int, dict[str, Any]] = {}
+        for index, step in info["steps"].items():
+            prefix = f"optim/{i}/{index}/"
+            entry: dict[str, Any] = {k[len(prefix):]: v for k, v in arrays.items()
+                                     if k.startswith(prefix)}
+            entry["step"] = step
+            entries[int(index)] = entry
+        try:
+            opt.load_state_dict({"lr": info["lr"], "state": entries})
+        except ValueError as e:
+            raise ValueError(f"cannot resume from {where}: {e}") from None
+    for schedule, sched_state in zip(schedulers, train["schedulers"]):
+        schedule.load_state_dict(sched_state)
+    for opt, info in zip(loop.optimizers, saved):
+        opt.lr = float(info["lr"])  # the lr of the step the checkpoint ends on
+    loop.step, loop.train_seconds = int(train["step"]), float(train["train_seconds"])
+    loop.history.epochs = list(train["history"]["epochs"])
+    loop.history.evaluations = list(train["history"]["evaluations"])
+    return train
+
+
 def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossFn,
         optimizers: optim.Optimizer | Sequence[optim.Optimizer], *, epochs: int = 1,
         device: str | None = None, clip: float | None = None,
@@ -260,7 +401,8 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         batch_metrics: Callable[[Any, Batch], dict[str, float]] | None = None,
         evaluate: Callable[[Module], dict[str, float]] | None = None,
         eval_every: int | None = None, callbacks: Sequence[Callback] = (),
-        distributed: bool | DataParallel = False) -> History:
+        distributed: bool | DataParallel = False, initial_epoch: int = 0,
+        checkpoint: Checkpointing | None = None, resume: Any = None) -> History:
     """Train `model` for `epochs` passes over `batches(epoch)`, one `train_step` per batch.
 
     - `device`: the model is moved there once (default: where its parameters are) and each batch
@@ -270,6 +412,8 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
       averaged over the epoch's samples into the epoch logs beside `loss`.
     - `evaluate(model)`: run in eval mode without a graph, every `eval_every` steps and at the end
       of each epoch (or only at epoch ends when eval_every is None); its dict joins the logs.
+      A nan in it (a mean over an empty set) raises ValueError rather than being logged.
+    - An epoch whose `batches(epoch)` yields nothing raises ValueError (no loss to report).
     - A loss that is not finite stops the run before its gradients are applied, with
       NonFiniteLoss (a FloatingPointError) naming the epoch and step.
     - `distributed`: True (or a `distributed.DataParallel` of `model`) trains data-parallel
@@ -281,6 +425,13 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
       whole set on every rank, or equal shards), and `loop.stop_training` set on any rank stops
       them all after the same step. `loop.rank` / `loop.world_size` tell callbacks where they
       run; CheckpointAtEnd writes on rank 0 only.
+    - `initial_epoch`: start at this epoch (Keras' argument: epochs initial_epoch..epochs-1).
+    - `checkpoint`: a `Checkpointing` (full, resumable checkpoints every N steps or epochs, at
+      the end, and on Ctrl-C / SIGTERM). `resume`: a path to such a checkpoint (or the
+      `load_checkpoint(path, with_arrays=True)` triple): the weights, optimizer and scheduler
+      states, step, history and RNG states are restored and the batches the interrupted epoch
+      already trained on are drawn again and skipped, so the run continues exactly where the
+      checkpoint ends. No checkpoint ever holds a nan or inf (NonFiniteLoss instead).
     """
     if epochs < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
@@ -295,6 +446,19 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         if any(p.device != device for p in params):
             model.to(device)
     loop = Loop(model, opts, History(), device)
+    if not 0 <= initial_epoch <= max(epochs, 0):
+        raise ValueError(f"fit: initial_epoch must be in [0, epochs], got {initial_epoch}")
+    extra_rngs = list(checkpoint.rngs) if checkpoint is not None else []
+    start_epoch, partial = initial_epoch, None
+    if resume is not None:
+        from tinygrad_lab.serialization import load_checkpoint
+
+        where = str(resume) if not isinstance(resume, tuple) else "the checkpoint"
+        r_state, r_meta, r_arrays = (resume if isinstance(resume, tuple) else
+                                     load_checkpoint(resume, with_arrays=True))
+        partial = _restore(loop, schedulers, r_state, r_meta, r_arrays, where)
+        _set_rng_states(extra_rngs, partial["rng"])
+        start_epoch = int(partial["epoch"])
     agreement: _RankAgreement | None = None
     owned = False  # a DataParallel fit built, whose hooks it removes at the end
     if distributed is not False:
@@ -327,22 +491,120 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         if agreement is not None:  # the same on every rank, whatever each evaluated
             result = agreement.dist.all_reduce_scalars(result, op="mean")
         model.train(was_training)
+        bad = {k: v for k, v in result.items() if isinstance(v, Real) and math.isnan(v)}
+        if bad:  # a mean over an empty set, or a diverged model: no figure to log either way
+            raise ValueError(f"fit: evaluate returned {bad} at epoch {loop.epoch + 1}, step "
+                             f"{loop.step}: an empty evaluation set, or a diverged model")
         logs.update(result)
         loop.history.evaluations.append({"step": loop.step, **result})
         for cb in callbacks:
             cb.on_evaluate(loop.step, dict(result))
 
+    writes = checkpoint is not None and checkpoint.path is not None and loop.rank == 0
+    signals: list[int] = []  # Ctrl-C / SIGTERM seen: stop after the current step
+    previous_handlers: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signals:  # a second signal: stop now
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
+        signals.append(signum)
+
+    if (writes and checkpoint is not None and checkpoint.on_interrupt and agreement is None
+            and threading.current_thread() is threading.main_thread()):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, on_signal)
+
+    def write(position: dict[str, Any]) -> None:
+        """The full checkpoint at `position` (rank 0; a nan anywhere: NonFiniteLoss)."""
+        from tinygrad_lab.serialization import NonFiniteWeights, save_checkpoint
+
+        if not writes:  # no path, or not rank 0
+            return
+        assert checkpoint is not None and checkpoint.path is not None
+        logs = dict(loop.history.epochs[-1]) if loop.history.epochs else {}
+        if loop.history.evaluations:
+            logs.update({k: v for k, v in loop.history.evaluations[-1].items() if k != "step"})
+        meta = dict(checkpoint.meta(logs) if callable(checkpoint.meta) else checkpoint.meta)
+        arrays, train_meta = _training_state(loop, schedulers, position)
+        train_meta["rng"] = _rng_states(extra_rngs)
+        meta["train"] = train_meta
+        try:
+            save_checkpoint(checkpoint.path, model.state_dict(), meta, arrays)
+        except NonFiniteWeights as e:
+            raise NonFiniteLoss(f"{e} after global step {loop.step}; not written (lower the "
+                                "learning rate or check the data)") from None
+
+    def stop_if_signalled(position: dict[str, Any]) -> None:
+        if not signals:
+            return
+        write(position)
+        name = signal.Signals(signals[0]).name
+        raise Interrupted(f"interrupted by {name} after global step {loop.step}; checkpoint of "
+                          f"that step written to {checkpoint.path if checkpoint else None}",
+                          signals[0])
+
+    try:
+        return _run_loop(
+            model=model, batches=batches, loss_fn=loss_fn, opts=opts, epochs=epochs,
+            device=device, clip=clip, grad_hook=grad_hook, schedulers=schedulers,
+            batch_metrics=batch_metrics, eval_every=eval_every, callbacks=callbacks, loop=loop,
+            agreement=agreement, run_evaluation=run_evaluation, checkpoint=checkpoint,
+            extra_rngs=extra_rngs, start_epoch=start_epoch, partial=partial, write=write,
+            stop_if_signalled=stop_if_signalled)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+        if owned:
+            dp.remove_hooks()
+
+
+def _position(epoch: int, batch: int, epoch_rng: list[dict[str, Any]], sums: dict[str, float],
+              seen: int, epoch_seconds: float, last_eval_step: int) -> dict[str, Any]:
+    """Where the loop stands after `batch` batches of `epoch` (0-based), for a checkpoint."""
+    return {"epoch": epoch, "batch": batch, "epoch_rng": epoch_rng, "sums": dict(sums),
+            "seen": seen, "epoch_seconds": epoch_seconds, "last_eval_step": last_eval_step}
+
+
+def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossFn,
+              opts: list[optim.Optimizer], epochs: int, device: str, clip: float | None,
+              grad_hook: GradHook | None, schedulers: Sequence[Any],
+              batch_metrics: Callable[[Any, Batch], dict[str, float]] | None,
+              eval_every: int | None, callbacks: Sequence[Callback], loop: Loop,
+              agreement: _RankAgreement | None, run_evaluation: Callable[..., None],
+              checkpoint: Checkpointing | None, extra_rngs: list[np.random.Generator],
+              start_epoch: int, partial: dict[str, Any] | None, write: Callable[..., None],
+              stop_if_signalled: Callable[..., None]) -> History:
     model.train()
     for cb in callbacks:
         cb.on_train_begin({})
-    last_eval_step = -1
-    for epoch in range(epochs):
+    last_eval_step = int(partial["last_eval_step"]) if partial is not None else -1
+    every = checkpoint.every if checkpoint is not None and checkpoint.path is not None else 0
+    for epoch in range(start_epoch, epochs):
         loop.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         sums: dict[str, float] = {"loss": 0.0}
         seen, epoch_seconds, logs = 0, 0.0, {}
-        for index, batch in enumerate(batches(epoch)):
+        epoch_rng = _rng_states(extra_rngs)  # before the epoch's batches draw from them
+        iterator = iter(batches(epoch))
+        skip = 0
+        if partial is not None and epoch == start_epoch and partial["batch"]:
+            # the interrupted epoch: draw its first batches again (the same random streams
+            # from the epoch's start), skip them, then go on from the checkpoint's RNG states
+            skip, epoch_rng = int(partial["batch"]), partial["epoch_rng"]
+            _set_rng_states(extra_rngs, epoch_rng)
+            iterator = iter(batches(epoch))
+            for done in range(skip):
+                if next(iterator, None) is None:
+                    raise ValueError(f"cannot resume: epoch {epoch + 1} now yields {done} "
+                                     f"batches, the checkpoint had trained on {skip}")
+            _set_rng_states(extra_rngs, partial["rng"])
+            sums, seen = dict(partial["sums"]), int(partial["seen"])
+            epoch_seconds = float(partial["epoch_seconds"])
+            logs = {k: v / seen for k, v in sums.items()} if seen else {}
+
+        index = skip - 1
+        for index, batch in enumerate(iterator, start=skip):
             for cb in callbacks:
                 cb.on_train_batch_begin(index, {})
             start = time.perf_counter()
@@ -351,8 +613,6 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
                 out = train_step(model, batch, loss_fn, opts, clip=clip, grad_hook=grad_hook,
                                  check_finite=agreement is None)
             except NonFiniteLoss as e:
-                if owned:
-                    dp.remove_hooks()
                 raise NonFiniteLoss(
                     f"{e} at epoch {epoch + 1}, step {index + 1} (global step {loop.step + 1}); "
                     "lower the learning rate or check the data") from None
@@ -381,8 +641,16 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
             if eval_every is not None and loop.step % eval_every == 0:
                 run_evaluation(batch_logs)
                 last_eval_step = loop.step
+            if every and checkpoint is not None and checkpoint.unit == "steps" \
+                    and loop.step % every == 0:
+                write(_position(epoch, index + 1, epoch_rng, sums, seen, epoch_seconds,
+                                last_eval_step))
+            stop_if_signalled(_position(epoch, index + 1, epoch_rng, sums, seen, epoch_seconds,
+                                        last_eval_step))
             if loop.stop_training and agreement is None:  # distributed: at the next step
                 break
+        if index < 0:  # no batch at all: a loss of 0.0 would be a made-up figure
+            raise ValueError(f"fit: the data yielded no batches in epoch {epoch + 1}")
         if last_eval_step != loop.step:
             run_evaluation(logs)
             last_eval_step = loop.step
@@ -393,17 +661,23 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         loop.history.epochs.append(logs)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
+        if every and checkpoint is not None and checkpoint.unit == "epochs" \
+                and (epoch + 1) % every == 0:
+            write(_position(epoch + 1, 0, epoch_rng, sums, seen, epoch_seconds, last_eval_step))
+        stop_if_signalled(_position(epoch + 1, 0, epoch_rng, sums, seen, epoch_seconds,
+                                    last_eval_step))
         if agreement is not None:
             loop.stop_training = agreement.any_stop()
         if loop.stop_training:
             break
-    if owned:
-        dp.remove_hooks()  # the model trains alone again
+    if checkpoint is not None and checkpoint.at_end:
+        write({"epoch": epochs, "batch": 0, "last_eval_step": last_eval_step})
     final = loop.history.epochs[-1] if loop.history.epochs else {}
     for cb in callbacks:
         cb.on_train_end(dict(final))
     return loop.history
 
 
-__all__ = ["Batch", "Callback", "CheckpointAtEnd", "GradHook", "History", "LambdaCallback",
-           "Loop", "LossFn", "NonFiniteLoss", "StepOutput", "fit", "to_device", "train_step"]
+__all__ = ["Batch", "Callback", "CheckpointAtEnd", "Checkpointing", "GradHook", "History",
+           "Interrupted", "LambdaCallback", "Loop", "LossFn", "NonFiniteLoss", "StepOutput",
+           "fit", "to_device", "train_step"]

@@ -82,3 +82,86 @@ def ranks(args: argparse.Namespace, batch_size: int) -> Ranks:
         raise ValueError(f"--batch-size {batch_size} (the global batch) must be divisible by "
                          f"the {world.size} ranks")
     return Ranks(world.rank, world.size, batch_size // world.size, True)
+
+
+# --- argument types and checkpoint flags shared by the recipes -----------------------------------
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (`--lr inf` and `--lr nan` are refused at parsing)."""
+    value = _finite(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (`--weight-decay nan` is refused at parsing)."""
+    value = _finite(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _finite(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
+    """--save PATH, --save-every N (in `unit`: steps or epochs), --resume PATH."""
+    parser.add_argument("--save", metavar="PATH", help="write a resumable checkpoint here at "
+                        "the end, on Ctrl-C / SIGTERM and every --save-every "
+                        "(.safetensors, or .npz by that name)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help=f"also write the checkpoint every N {unit} (0 = only at the end)")
+    parser.add_argument("--resume", metavar="PATH", help="continue the run a checkpoint of "
+                        "the same recipe and settings stopped at (bit for bit, with the same "
+                        "thread count)")
+
+
+# settings that may differ between a run and its resumption
+_NOT_CONFIG = {"save", "save_every", "resume", "threads", "reference", "command", "target",
+               "distributed", "sample_length"}
+
+
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings a resumed run must share (what the checkpoint records as `args`)."""
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_CONFIG}
+
+
+def prepare_checkpoint(args: argparse.Namespace, name: str) -> Any:
+    """Before any data loads: refuse a --save path that cannot be written, --save-every
+    without --save, and a --resume checkpoint of another recipe or other settings. Returns
+    the loaded checkpoint to resume from (for `train.fit(resume=)`), or None."""
+    from tinygrad_lab.serialization import check_writable, load_checkpoint
+
+    if getattr(args, "save_every", 0) < 0:
+        raise ValueError(f"--save-every must be >= 0, got {args.save_every}")
+    if getattr(args, "save_every", 0) and not args.save:
+        raise ValueError("--save-every needs --save PATH")
+    if args.save:
+        check_writable(args.save)
+    if not getattr(args, "resume", None):
+        return None
+    try:
+        loaded = load_checkpoint(args.resume, with_arrays=True)
+    except FileNotFoundError:
+        raise ValueError(f"cannot resume: {args.resume} does not exist") from None
+    meta = loaded[1]
+    if meta.get("recipe") != name or "train" not in meta:
+        raise ValueError(f"cannot resume from {args.resume}: it is a checkpoint of "
+                         f"{meta.get('recipe')!r}{'' if 'train' in meta else ' (weights only)'}"
+                         f", not a resumable {name} run")
+    saved, ours = meta.get("args", {}), run_config(args)
+    changed = [k for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
+    if changed:
+        diffs = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {ours.get(k)})"
+                          for k in changed)
+        raise ValueError(f"cannot resume from {args.resume}: it was trained with {diffs}")
+    return loaded

@@ -16,7 +16,13 @@ from tinygrad_lab import datasets, helpers, nn, optim, train
 from tinygrad_lab.models.cnn import CNN, CNNConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import generator, manual_seed
-from tinygrad_lab.recipes import ranks
+from tinygrad_lab.recipes import (
+    add_checkpoint_arguments,
+    positive_float,
+    prepare_checkpoint,
+    ranks,
+    run_config,
+)
 
 NAME = "mnist-cnn"
 
@@ -24,13 +30,13 @@ NAME = "mnist-cnn"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.25,
                         help="dropout before the last dense layer (0 = none)")
     parser.add_argument("--limit", type=int, default=0,
                         help="train on the first N training images only (0 = all 60000)")
-    parser.add_argument("--save", metavar="PATH", help="write the trained weights (.npz) here")
+    add_checkpoint_arguments(parser, "epochs")
 
 
 def load_images() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -80,10 +86,11 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, sampler: Any
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
-    if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:  # `not > 0` catches NaN
-        raise ValueError("--epochs, --batch-size and --lr must be positive")
+    if args.epochs < 1 or args.batch_size < 1 or not 0 < args.lr < float("inf"):  # and NaN
+        raise ValueError("--epochs, --batch-size and --lr must be positive (and finite)")
     if not 0 <= args.dropout < 1 or args.limit < 0:
         raise ValueError("--dropout must lie in [0, 1) and --limit be >= 0")
+    resume = prepare_checkpoint(args, NAME)  # before any data loads
     manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_images()
     if args.limit:
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     sampler = world.sampler(len(x_train), args.seed) if world.distributed else None
     print(f"{NAME}: conv 32 3x3 -> pool 2 -> conv 64 3x3 -> pool 2 -> dense 128 -> 10, "
           f"{model.num_parameters():,} parameters, Adam lr {args.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {len(x_train):,} images, {helpers.num_threads()} threads"
+          f"{args.epochs} epochs, {len(x_train):,} images, {helpers.thread_banner()}"
           f"{world.banner()}, "
           f"kernels {'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
 
@@ -111,13 +118,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                         loss_fn, opt, epochs=args.epochs, batch_metrics=correct_predictions,
                         evaluate=lambda m: evaluate(m, x_test, y_test),
                         callbacks=[train.LambdaCallback(on_epoch_end=report)],
-                        distributed=world.distributed)
+                        distributed=world.distributed, resume=resume,
+                        checkpoint=train.Checkpointing(
+                            args.save, every=args.save_every, unit="epochs",
+                            meta={"recipe": NAME, "args": run_config(args)}))
     elapsed = time.perf_counter() - started
     rate = float(np.median(history.column("samples_per_second")))
     test_loss, test_accuracy = history.epochs[-1]["test_loss"], history.epochs[-1]["test_accuracy"]
     print(f"test loss {test_loss:.4f} - test accuracy {test_accuracy:.4f} - {elapsed:.0f}s in "
           f"all - median training {rate:,.0f} samples/s")
     if args.save and world.rank == 0:
-        tl.save(model.state_dict(), args.save)
-        print(f"weights written to {args.save}")
+        print(f"checkpoint written to {args.save}")
     return {"test_loss": test_loss, "test_accuracy": test_accuracy, "samples_per_second": rate}

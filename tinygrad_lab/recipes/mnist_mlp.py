@@ -9,13 +9,13 @@ import numpy as np
 from tinygrad_lab import datasets, helpers, keras
 from tinygrad_lab.models.mlp import MLPConfig, keras_mlp
 from tinygrad_lab.random import manual_seed
-from tinygrad_lab.recipes import ranks
+from tinygrad_lab.recipes import positive_float, ranks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--validation-split", type=float, default=0.0)
@@ -42,8 +42,8 @@ def check_arguments(args: argparse.Namespace) -> None:
                         ("--hidden", args.hidden)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    if not args.lr > 0:  # also catches nan
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.lr < float("inf"):  # also catches nan
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if not 0 <= args.validation_split < 1:
@@ -52,6 +52,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     check_arguments(args)
+    if args.save:  # before any data loads: not after the run
+        from tinygrad_lab.serialization import check_writable
+
+        check_writable(args.save)
     manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_flat()
     if args.limit:
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     model = build(args.hidden, args.lr)
     world = ranks(args, args.batch_size)  # keras.fit splits the global batch itself
     print(f"mnist-mlp: 784 -> {args.hidden} relu -> 10 softmax, Adam lr {args.lr}, batch "
-          f"{args.batch_size}, {args.epochs} epochs, {helpers.num_threads()} threads"
+          f"{args.batch_size}, {args.epochs} epochs, {helpers.thread_banner()}"
           f"{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}")
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,

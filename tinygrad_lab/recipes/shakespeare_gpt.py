@@ -20,7 +20,14 @@ from tinygrad_lab import datasets, helpers, optim, schedulers, train
 from tinygrad_lab.models.gpt import GPT, GPTConfig, configure_optimizers, generate
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import manual_seed
-from tinygrad_lab.recipes import ranks
+from tinygrad_lab.recipes import (
+    add_checkpoint_arguments,
+    nonnegative_float,
+    positive_float,
+    prepare_checkpoint,
+    ranks,
+    run_config,
+)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -75,15 +82,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--d-ff", type=int, default=0, help="MLP width (0 = 4 * d-model)")
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
+    parser.add_argument("--lr", type=positive_float, default=1e-3,
+                        help="AdamW peak learning rate")
     parser.add_argument("--warmup", type=int, default=100, help="warm-up steps")
-    parser.add_argument("--weight-decay", type=float, default=0.1,
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.1,
                         help="AdamW decay of the weight matrices (not biases, gains, embeddings)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-batches", type=int, default=20,
                         help="fixed held-out batches of 32 windows for the validation loss")
-    parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) here")
+    add_checkpoint_arguments(parser, "steps")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -96,18 +104,22 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.d_model % args.heads:
         raise ValueError(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.lr < float("inf"):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.d_ff < 0 or args.warmup < 0 or args.weight_decay < 0:
+    if args.d_ff < 0 or args.warmup < 0 or not 0 <= args.weight_decay < float("inf"):
         raise ValueError("--d-ff, --warmup and --weight-decay must be >= 0")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     check_arguments(args)
+    resume = prepare_checkpoint(args, "shakespeare-gpt")  # before any data loads
     manual_seed(args.seed)
     train_ids, val_ids, vocab = datasets.load_shakespeare_chars(0.1)
+    if min(len(train_ids), len(val_ids)) <= args.context + 1:
+        raise ValueError(f"--context {args.context} is longer than the text (training "
+                         f"{len(train_ids):,}, validation {len(val_ids):,} characters)")
     config = GPTConfig(vocab_size=vocab.size, block_size=args.context, d_model=args.d_model,
                        num_heads=args.heads, num_layers=args.layers,
                        d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout)
@@ -120,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokens = args.batch_size * args.context
     print(f"shakespeare-gpt: {model.num_parameters():,} parameters; {config}; AdamW lr "
           f"{args.lr} (warm-up {args.warmup}, cosine), batch {args.batch_size}, {args.steps} "
-          f"steps, {helpers.num_threads()} threads{world.banner()}, kernels "
+          f"steps, {helpers.thread_banner()}{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
     window: list[float] = []
     history: list[dict[str, float]] = []
@@ -138,23 +150,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         on_train_batch_end=lambda index, logs: window.append(logs["batch_loss"]),
         on_evaluate=report)
     callbacks: list[train.Callback] = [printer]
-    if args.save:
-        callbacks.append(train.CheckpointAtEnd(args.save, lambda logs: {
-            "recipe": "shakespeare-gpt", "config": asdict(config), "vocab": "".join(vocab.itos),
-            "steps": args.steps, "val_loss": logs["val_loss"]}))
+    checkpoint = train.Checkpointing(args.save, every=args.save_every, unit="steps", rngs=[rng],
+                                     meta=lambda logs: {
+        "recipe": "shakespeare-gpt", "config": asdict(config), "vocab": "".join(vocab.itos),
+        "steps": args.steps, "val_loss": logs.get("val_loss"), "args": run_config(args)})
     def batches(epoch: int) -> Any:
         for _ in range(args.steps):
             x, y = get_batch(train_ids, args.batch_size, args.context, rng)  # (B, T) each
             yield x[world.rows], y[world.rows]
 
     start_all = time.perf_counter()
-    train.fit(
-        model, batches, loss_fn, opts, clip=1.0,
+    fitted = train.fit(
+        model, batches, loss_fn, opts, clip=1.0, checkpoint=checkpoint, resume=resume,
         schedulers=build_schedules(opts, args.warmup, args.steps),
         evaluate=lambda m: {"val_loss": evaluate(m, held_out)}, eval_every=args.eval_every,
         callbacks=callbacks, distributed=world.distributed)
     wall = time.perf_counter() - start_all
-    val_loss = history[-1]["val_loss"]
+    val_loss = fitted.evaluations[-1]["val_loss"]
     train_seconds = printer.loop.train_seconds
     print(f"final val loss {val_loss:.4f} nats/char after {args.steps} steps, {wall:.0f} s wall, "
           f"{tokens * args.steps / train_seconds:,.0f} training tokens/s", flush=True)

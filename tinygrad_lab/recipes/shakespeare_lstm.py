@@ -29,7 +29,14 @@ from tinygrad_lab.models import char_lstm
 from tinygrad_lab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.random import manual_seed
-from tinygrad_lab.recipes import ranks
+from tinygrad_lab.recipes import (
+    add_checkpoint_arguments,
+    nonnegative_float,
+    positive_float,
+    prepare_checkpoint,
+    ranks,
+    run_config,
+)
 from tinygrad_lab.schedulers import CosineAnnealingLR, LinearWarmup, SequentialLR
 
 NAME = "shakespeare-lstm"
@@ -43,15 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed", type=int, default=64, help="embedding size")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam peak learning rate")
+    parser.add_argument("--lr", type=positive_float, default=3e-3,
+                        help="Adam peak learning rate")
     parser.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
-    parser.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0 = off)")
+    parser.add_argument("--clip", type=nonnegative_float, default=1.0,
+                        help="max gradient norm (0 = off)")
     parser.add_argument("--eval-batches", type=int, default=8,
                         help="validation batches of --batch-size windows")
     parser.add_argument("--sample-length", type=int, default=300,
                         help="characters to print after training (0 = none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) here")
+    add_checkpoint_arguments(parser, "epochs")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -60,9 +69,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
-    if args.warmup < 0 or args.clip < 0 or args.sample_length < 0:
+    if not 0 < args.lr < float("inf"):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.warmup < 0 or not 0 <= args.clip < float("inf") or args.sample_length < 0:
         raise ValueError("--warmup, --clip and --sample-length must be >= 0")
 
 
@@ -93,6 +102,7 @@ def loss_fn(model: CharLSTM, batch: train.Batch) -> Any:
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     check_arguments(args)
+    resume = prepare_checkpoint(args, NAME)  # before any data loads
     manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     train_ids, val_ids, vocab = datasets.load_shakespeare_chars(0.1)
@@ -111,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"embed {args.embed} -> LSTM {args.hidden} x {args.layers} -> {vocab.size}, "
           f"{model.num_parameters():,} parameters; batch {args.batch_size} x {args.seq_len} "
           f"chars, Adam lr {args.lr} (warm-up {warmup}, cosine), clip {args.clip}, "
-          f"{helpers.num_threads()} threads{world.banner()}, kernels "
+          f"{helpers.thread_banner()}{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}", flush=True)
 
     chars_per_step = args.batch_size * args.seq_len
@@ -129,16 +139,17 @@ def run(args: argparse.Namespace) -> dict[str, float]:
               flush=True)
 
     callbacks: list[train.Callback] = [train.LambdaCallback(on_epoch_end=report)]
-    if args.save:
-        callbacks.append(train.CheckpointAtEnd(args.save, lambda logs: {
-            "recipe": NAME, "config": {**asdict(config), "seq_len": args.seq_len},
-            "vocab": "".join(vocab.itos), "val_loss": logs["val_loss"],
-            "steps": total}))
+    checkpoint = train.Checkpointing(args.save, every=args.save_every, unit="epochs",
+                                     rngs=[rng], meta=lambda logs: {
+        "recipe": NAME, "config": {**asdict(config), "seq_len": args.seq_len},
+        "vocab": "".join(vocab.itos), "val_loss": logs.get("val_loss"), "steps": total,
+        "args": run_config(args)})
     start = time.perf_counter()
     history = train.fit(model, batches, loss_fn, opt, epochs=args.epochs,
                         clip=args.clip or None, schedulers=[schedule],
                         evaluate=lambda m: {"val_loss": evaluate(m, val_ids, args)},
-                        callbacks=callbacks, distributed=world.distributed)
+                        callbacks=callbacks, distributed=world.distributed,
+                        checkpoint=checkpoint, resume=resume)
     val_loss = history.epochs[-1]["val_loss"]
     elapsed = time.perf_counter() - start
     print(f"trained {total} steps in {elapsed:.0f} s; val loss {val_loss:.4f} nats/char")
