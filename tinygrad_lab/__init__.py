@@ -3,6 +3,7 @@
 from tinygrad_lab import helpers
 
 helpers.apply_thread_env()
+helpers.setup_numba_cache()  # before any kernel module: Numba picks its cache dir at decoration
 
 from tinygrad_lab import ceilings, datasets, flops, memory, nn, optim  # noqa: E402
 from tinygrad_lab.function import (  # noqa: E402
@@ -21,7 +22,7 @@ from tinygrad_lab.profiling import (  # noqa: E402
 )
 from tinygrad_lab.random import manual_seed  # noqa: E402
 from tinygrad_lab.serialization import load, save  # noqa: E402
-from tinygrad_lab.tensor import Tensor, cat, concatenate, stack, where  # noqa: E402
+from tinygrad_lab.tensor import Tensor, cat, concatenate, from_numpy, stack, where  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "enable_grad",
     "export_chrome_trace",
     "flops",
+    "from_numpy",
     "is_grad_enabled",
     "load",
     "manual_seed",

@@ -124,6 +124,22 @@ def _add_scaling_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (0 ok, 1 an error shown in one line, 2 bad arguments,
+    130 interrupted, 141 stdout closed early as in `tinygrad-lab kernels | head`)."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # stdout's reader left: nothing more to say; point stdout at /dev/null so that the
+        # interpreter's final flush does not print "Exception ignored ... BrokenPipeError"
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     from tinygrad_lab import helpers
 
@@ -138,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train" and args.distributed:
             _join_world(args.threads)
         if args.command == "train":
-            recipes.get(args.target).run(args)
+            _train(args)
         elif args.command == "sample":
             return _sample(args)
         elif args.command == "kernels":
@@ -151,13 +167,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench_scaling(args)
         elif args.command == "estimate":
             return _estimate(args)
+    except BrokenPipeError:
+        raise  # main's: stdout's reader left, not an error to report
     except (ValueError, FloatingPointError, OSError) as e:  # OSError: e.g. --save unwritable
         print(f"tinygrad-lab: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("tinygrad-lab: interrupted", file=sys.stderr)
-        return 130
+    except MemoryError as e:  # e.g. --hidden 100000000, or a file announcing terabytes
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else "an allocation failed"
+        print(f"tinygrad-lab: error: out of memory: {detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:  # Ctrl-C: 130; SIGTERM during `train`: 143
+        print(f"tinygrad-lab: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", 2))
     return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    """Run a recipe; SIGTERM stops it as Ctrl-C does (the loop writes the last completed
+    step's checkpoint when --save is given), with exit status 143."""
+    import signal
+    import threading
+
+    from tinygrad_lab.train import Interrupted
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Interrupted("terminated (SIGTERM)", signum)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        recipes.get(args.target).run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _join_world(threads: int | None) -> None:
@@ -179,16 +222,24 @@ def _sample(args: argparse.Namespace) -> int:
     """Load a checkpoint and hand it to the recipe that wrote it (its `sample` function)."""
     from tinygrad_lab.serialization import load_checkpoint
 
-    if args.length < 0 or args.temperature <= 0 or args.top_k < 0:
-        raise ValueError("--length and --top-k must be >= 0 and --temperature > 0")
+    if args.length < 0 or args.top_k < 0:
+        raise ValueError("--length and --top-k must be >= 0")
+    if not 0 < args.temperature < float("inf"):  # also rejects nan
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
     try:
         state, meta = load_checkpoint(args.checkpoint)
     except FileNotFoundError:
         raise ValueError(f"checkpoint {args.checkpoint} does not exist") from None
-    name = meta.get("recipe")
-    if name not in recipes.RECIPES or not hasattr(recipes.get(name), "sample"):
+    name = meta.get("recipe") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or name not in recipes.RECIPES or not hasattr(
+            recipes.get(name), "sample"):
         raise ValueError(f"{args.checkpoint}: written by {name!r}, which cannot sample text")
-    text = recipes.get(name).sample(state, meta, args)
+    try:
+        text = recipes.get(name).sample(state, meta, args)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # foreign or partial metadata
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise ValueError(f"{args.checkpoint}: its metadata does not describe a {name} model "
+                         f"({type(e).__name__}: {what})") from None
     print(text)
     return 0
 
@@ -236,7 +287,8 @@ def _info() -> int:
         numba = "Numba not installed"
     switch = "on" if helpers.kernels_enabled() else "off (reference path)"
     print(f"kernels: {switch}; {len(CPU_KERNELS)} CPU kernels registered ({numba})")
-    print(f"threads: {helpers.num_threads()}")
+    pools = helpers.thread_banner().partition(" (")[2]  # "Numba 2, BLAS 2)": what they run on
+    print(f"threads: {helpers.num_threads()} ({pools}")
     return 0
 
 

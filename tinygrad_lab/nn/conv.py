@@ -171,6 +171,9 @@ class Conv2d(Module):
         super().__init__()
         check_activation(activation, "Conv2d")
         self.activation = activation
+        for what, count in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                raise ValueError(f"Conv2d: {what} must be a positive integer, got {count!r}")
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels ({in_channels}) "
                              f"and out_channels ({out_channels})")
