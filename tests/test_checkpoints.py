@@ -82,6 +82,20 @@ def test_cnn_sigterm_then_resume_is_bit_identical(tmp_path):
                                          if line.startswith("epoch 2/2")][0].split(" - ")[2:5]
 
 
+MLP = ["train", "mnist-mlp", "--epochs", "2", "--limit", "96", "--batch-size", "32",
+       "--hidden", "16"]
+
+
+def test_keras_mlp_sigterm_then_resume_is_bit_identical(tmp_path):
+    ref = _cli(tmp_path, *MLP, "--save", "ref.safetensors")
+    assert ref.returncode == 0, ref.stderr
+    cut = _cli(tmp_path, *MLP, "--save", "run.safetensors", stop=(4, "SIGTERM"))  # epoch 2
+    assert cut.returncode == 143, cut.stderr
+    resumed = _cli(tmp_path, *MLP, "--resume", "run.safetensors", "--save", "run.safetensors")
+    assert resumed.returncode == 0, resumed.stderr
+    _same_checkpoints(tmp_path / "ref.safetensors", tmp_path / "run.safetensors")
+
+
 def test_gpt_ctrl_c_then_resume_is_bit_identical(tmp_path):
     ref = _cli(tmp_path, *GPT, "--save", "ref.safetensors")
     assert ref.returncode == 0, ref.stderr

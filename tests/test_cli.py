@@ -9,12 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from tinygrad_lab import helpers
 from tinygrad_lab.cli import main
 from tinygrad_lab.kernels import CPU_KERNELS
+from tinygrad_lab.serialization import load_checkpoint
 
 SHORT_RUN = ["train", "mnist-mlp", "--epochs", "1", "--limit", "2000", "--batch-size", "128"]
 
@@ -162,9 +162,9 @@ def test_main_short_reference_run_and_save(tmp_path, capsys, restore_switches):
     assert "kernels off" in out
     assert float(re.search(r"test accuracy (\d+\.\d+)", out).group(1)) > 0.7
     assert path.exists()
-    with np.load(path) as weights:
-        assert weights["layers.0.linear.weight"].shape == (784, 64)
-    # a checkpoint without metadata cannot be sampled from: one line, exit 1
+    state, meta = load_checkpoint(path)
+    assert state["layers.0.linear.weight"].shape == (784, 64) and meta["recipe"] == "mnist-mlp"
+    # a checkpoint of a recipe that does not generate text cannot be sampled from: one line
     assert main(["sample", str(path)]) == 1
     assert str(path) in one_line(capsys.readouterr().err)
 

@@ -347,7 +347,8 @@ class Sequential(Module):
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
             shuffle: bool = True, verbose: int = 1, distributed: bool = False,
-            initial_epoch: int = 0) -> History:
+            initial_epoch: int = 0, checkpoint: train.Checkpointing | None = None,
+            resume: Any = None) -> History:
         """Train; returns a History with loss, metrics and val_* per epoch (Keras semantics:
         validation_split takes the last fraction of x and y, before shuffling).
 
@@ -357,7 +358,10 @@ class Sequential(Module):
         permutation, so the ranks' step-j batches together are the one-process step-j batch.
         Every rank validates on the whole validation set; only rank 0 shows progress.
         `initial_epoch`: resume at that epoch (Keras' argument; epochs counts from 0, so
-        `fit(..., epochs=5, initial_epoch=3)` trains epochs 4 and 5)."""
+        `fit(..., epochs=5, initial_epoch=3)` trains epochs 4 and 5). `checkpoint` and `resume`
+        are `train.fit`'s: a resumable checkpoint (weights, optimizer state, RNG states, the
+        loop's position) written every N epochs, at the end and on Ctrl-C / SIGTERM, and the
+        checkpoint to continue from, bit for bit."""
         if self.loss is None:
             raise RuntimeError("call compile() before fit()")
         if epochs < 0 or batch_size < 1:
@@ -420,7 +424,7 @@ class Sequential(Module):
             self, batches, loss_fn, self.optimizer, epochs=epochs, batch_metrics=metric_sums,
             evaluate=validate if validation_data is not None else None,
             callbacks=[_ProgressCallback(steps, epochs, verbose)], distributed=distributed,
-            initial_epoch=initial_epoch)
+            initial_epoch=initial_epoch, checkpoint=checkpoint, resume=resume)
         history = History()
         for epoch, logs in enumerate(loop_history.epochs, start=initial_epoch):
             history.append(epoch, {k: v for k, v in logs.items() if k != "seconds"})

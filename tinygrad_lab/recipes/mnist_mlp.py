@@ -6,10 +6,16 @@ import argparse
 
 import numpy as np
 
-from tinygrad_lab import datasets, helpers, keras
+from tinygrad_lab import datasets, helpers, keras, train
 from tinygrad_lab.models.mlp import MLPConfig, keras_mlp
 from tinygrad_lab.random import manual_seed
-from tinygrad_lab.recipes import positive_float, ranks
+from tinygrad_lab.recipes import (
+    add_checkpoint_arguments,
+    positive_float,
+    prepare_checkpoint,
+    ranks,
+    run_config,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-split", type=float, default=0.0)
     parser.add_argument("--limit", type=int, default=0,
                         help="train on the first N training images only (0 = all 60000)")
-    parser.add_argument("--save", metavar="PATH", help="write the trained weights (.npz) here")
+    add_checkpoint_arguments(parser, "epochs")
 
 
 def build(hidden: int = 512, lr: float = 1e-3) -> keras.Sequential:
@@ -52,10 +58,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     check_arguments(args)
-    if args.save:  # before any data loads: not after the run
-        from tinygrad_lab.serialization import check_writable
-
-        check_writable(args.save)
+    resume = prepare_checkpoint(args, "mnist-mlp")  # before any data loads
     manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_flat()
     if args.limit:
@@ -68,13 +71,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}")
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         validation_split=args.validation_split, verbose=1,
-                        distributed=world.distributed)
+                        distributed=world.distributed, resume=resume,
+                        checkpoint=train.Checkpointing(
+                            args.save, every=args.save_every, unit="epochs",
+                            meta={"recipe": "mnist-mlp", "args": run_config(args)}))
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     rates = history.history["samples_per_second"]
     print(f"test loss {loss:.4f} - test accuracy {accuracy:.4f} - median training "
           f"{float(np.median(rates)):,.0f} samples/s")
     if args.save and world.rank == 0:
-        model.save_weights(args.save)
-        print(f"weights written to {args.save}")
+        print(f"checkpoint written to {args.save}")
     return {"test_loss": loss, "test_accuracy": accuracy,
             "samples_per_second": float(np.median(rates))}
