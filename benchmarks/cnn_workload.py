@@ -72,17 +72,16 @@ def ours_step_factory(batch: int = 64) -> tuple[Step, Batches]:
 
 
 def torch_step_factory(batch: int = 64, threads: int = 2) -> tuple[Step, Batches]:
-    """The same network in PyTorch eager."""
+    """The same network in PyTorch eager (tinygrad_lab.scaling.torch_models, as the sweep)."""
     import torch
     from torch import nn
 
+    from tinygrad_lab.scaling.torch_models import cnn
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
+    model = cnn({"in_channels": 1, "image": 28, "channels": (32, 64), "hidden": 128,
+                 "classes": 10})
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(x: Any, y: Any) -> Any:

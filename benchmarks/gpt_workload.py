@@ -72,43 +72,17 @@ def ours_step_factory(batch: int = 16, context: int = 64) -> Callable[[], float]
 
 def torch_step_factory(batch: int = 16, context: int = 64, threads: int = 2) -> Callable[[], float]:
     """The same model in PyTorch eager, written as nanoGPT writes it (fused qkv Linear,
-    F.scaled_dot_product_attention with is_causal=True)."""
+    F.scaled_dot_product_attention with is_causal=True): the sweep's own
+    tinygrad_lab.scaling.torch_models.GPT at this size."""
     import torch
-    from torch import nn
     from torch.nn import functional as F
+
+    from tinygrad_lab.scaling.torch_models import GPT
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(D_MODEL), nn.LayerNorm(D_MODEL)
-            self.qkv, self.proj = nn.Linear(D_MODEL, 3 * D_MODEL), nn.Linear(D_MODEL, D_MODEL)
-            self.mlp = nn.Sequential(nn.Linear(D_MODEL, D_FF), nn.GELU(approximate="tanh"),
-                                     nn.Linear(D_FF, D_MODEL))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, t, c = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)  # (B, T, C) each
-            q, k, v = (a.view(b, t, HEADS, c // HEADS).transpose(1, 2) for a in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
-            x = x + self.proj(y.transpose(1, 2).contiguous().view(b, t, c))
-            return x + self.mlp(self.ln2(x))
-
-    class GPT(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.wte, self.wpe = nn.Embedding(VOCAB, D_MODEL), nn.Embedding(context, D_MODEL)
-            self.blocks = nn.Sequential(*[Block() for _ in range(LAYERS)])
-            self.ln_f = nn.LayerNorm(D_MODEL)
-            self.head = nn.Linear(D_MODEL, VOCAB, bias=False)
-
-        def forward(self, idx: torch.Tensor) -> torch.Tensor:
-            pos = torch.arange(idx.shape[1])
-            return self.head(self.ln_f(self.blocks(self.wte(idx) + self.wpe(pos))))
-
-    model = GPT()
+    model = GPT({"vocab_size": VOCAB, "block_size": context, "d_model": D_MODEL,
+                 "num_heads": HEADS, "num_layers": LAYERS, "d_ff": D_FF})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     pool = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in _batches(batch, context)]
     count = [0]
