@@ -7,96 +7,41 @@ Each OpSpec gets two tests, on inputs drawn by tinygrad_lab.testing.strategies:
 
 Adding an op = one OpSpec. A spec with parameters (axis, exponent, index, ...) supplies `cases`:
 a strategy of (input shapes, keyword parameters) passed to both `tensor_fn` and `numpy_fn`.
+OpSpec and the checks live in tinygrad_lab.testing.opspec; other families' tables
+(tests/test_ops_*.py) run the same four checks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_lab as tl
 from tinygrad_lab import Tensor, ops
-from tinygrad_lab.backends import DEFAULT_DEVICE
 from tinygrad_lab.ops.elementwise import ACTIVATIONS
-from tinygrad_lab.testing import check_forward, gradcheck
 from tinygrad_lab.testing import strategies as tst
-
-Shape = tuple[int, ...]
-MAX_SIDE = 4  # up to 4**4 = 256 elements: every element is drawn and perturbed by gradcheck
-SHAPES = tst.shapes(max_side=MAX_SIDE)
-Params = dict[str, Any]
-Case = tuple[tuple[Shape, ...], Params]
-Domain = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """One op under test.
-
-    tensor_fn(*tensors, **params) and numpy_fn(*arrays, **params) compute the same thing.
-    domain: (low, high) for every input, or one pair per input.
-    kinks: values every float input keeps `margin` away from (relu at 0, a pole of 1/x, ...).
-    cases: strategy of (input shapes, params); default: shapes() for one input, broadcastable
-        shapes for more.
-    dtypes: per input "float" (default) or "bool" (e.g. the condition of `where`).
-    separated: all float input values pairwise apart (ops that pick a maximum: no ties).
-    valid: predicate on (*arrays, **params) rejecting draws that sit on a kink no input-wise
-        rule can avoid (relu after a matmul).
-    keeps_dtype: False for ops whose output dtype differs from their input's by design (astype).
-    torch_fn: the same op in PyTorch, torch_fn(*torch_tensors, **params); where given, values
-        and gradients are compared with torch's in float64.
-    """
-
-    name: str
-    tensor_fn: Callable[..., Tensor]
-    numpy_fn: Callable[..., Any]
-    n_inputs: int = 1
-    domain: Domain | tuple[Domain, ...] = (-3.0, 3.0)
-    kinks: tuple[float, ...] = ()
-    margin: float = 1e-2
-    cases: Callable[[], st.SearchStrategy[Case]] | None = None
-    dtypes: tuple[str, ...] | None = None
-    separated: bool = False
-    valid: Callable[..., bool] | None = None
-    gradcheck_kw: Params = field(default_factory=dict)
-    keeps_dtype: bool = True
-    torch_fn: Callable[..., Any] | None = None
-
-    def domain_of(self, i: int) -> Domain:
-        d = self.domain
-        return d[i] if isinstance(d[0], tuple) else d  # type: ignore[return-value]
-
-    def case_strategy(self) -> st.SearchStrategy[Case]:
-        if self.cases is not None:
-            return self.cases()
-        if self.n_inputs == 1:
-            return SHAPES.map(lambda s: ((s,), {}))
-        return tst.broadcastable_shapes(self.n_inputs, max_side=MAX_SIDE).map(lambda ss: (ss, {}))
-
-
-# --- case strategies: (input shapes, params) --------------------------------------------------
-def _with_params(
-    shape_strategy: st.SearchStrategy[Shape], params: Callable[[Shape], st.SearchStrategy[Params]]
-) -> Callable[[], st.SearchStrategy[Case]]:
-    """Cases for one input whose params depend on its shape."""
-    return lambda: shape_strategy.flatmap(lambda s: params(s).map(lambda p: ((s,), p)))
-
-
-def _reduce_params(s: Shape) -> st.SearchStrategy[Params]:
-    return st.fixed_dictionaries({"axis": tst.axes(len(s)), "keepdims": st.booleans()})
-
-
-def _axis_param(s: Shape) -> st.SearchStrategy[Params]:
-    return st.fixed_dictionaries({"axis": st.integers(-len(s), len(s) - 1)})
+from tinygrad_lab.testing.opspec import (
+    MAX_SIDE,
+    SHAPES,
+    Case,
+    OpSpec,
+    Params,
+    Shape,
+    axis_param,
+    check_dtypes_and_grad_shapes,
+    check_forward_and_gradcheck,
+    check_matches_cpu_reference,
+    check_matches_torch,
+    reduce_params,
+    with_params,
+)
 
 
 @st.composite
@@ -257,7 +202,7 @@ OP_SPECS = [
         lambda x, exponent: x**exponent,
         lambda x, exponent: x**exponent,
         domain=POSITIVE,
-        cases=_with_params(
+        cases=with_params(
             SHAPES,
             lambda s: st.sampled_from([0.5, 1.5, -1.0, -2.5, 2.0]).map(lambda p: {"exponent": p}),
         ),
@@ -266,7 +211,7 @@ OP_SPECS = [
         "pow_scalar_int",
         lambda x, exponent: x**exponent,
         lambda x, exponent: x**exponent,
-        cases=_with_params(
+        cases=with_params(
             SHAPES, lambda s: st.sampled_from([0, 1, 2, 3]).map(lambda p: {"exponent": p})
         ),
     ),
@@ -285,7 +230,7 @@ OP_SPECS = [
         _softplus,
         domain=(-4.0, 4.0),
         kinks=(0.5, 1.0, 2.0, 4.0),  # threshold / beta, where softplus switches to x
-        cases=_with_params(SHAPES, lambda s: st.fixed_dictionaries({
+        cases=with_params(SHAPES, lambda s: st.fixed_dictionaries({
             "beta": st.sampled_from([1.0, 0.5, 2.0]),
             "threshold": st.sampled_from([20.0, 1.0, 4.0]),
         })),
@@ -296,7 +241,7 @@ OP_SPECS = [
         lambda x, low, high: x.clip(low, high),
         _clip_ref,
         kinks=(-1.0, 0.5, 1.0),
-        cases=_with_params(SHAPES, lambda s: st.sampled_from(CLIP_BOUNDS)),
+        cases=with_params(SHAPES, lambda s: st.sampled_from(CLIP_BOUNDS)),
     ),
     OpSpec(
         "astype",  # a float32 round trip: the check needs a float64 output, and a wide eps
@@ -306,21 +251,21 @@ OP_SPECS = [
         keeps_dtype=False,
     ),
     # reductions
-    OpSpec("sum", Tensor.sum, np.sum, cases=_with_params(SHAPES, _reduce_params)),
-    OpSpec("mean", Tensor.mean, np.mean, cases=_with_params(SHAPES, _reduce_params)),
-    OpSpec("var", Tensor.var, np.var, cases=_with_params(SHAPES, _reduce_params)),
+    OpSpec("sum", Tensor.sum, np.sum, cases=with_params(SHAPES, reduce_params)),
+    OpSpec("mean", Tensor.mean, np.mean, cases=with_params(SHAPES, reduce_params)),
+    OpSpec("var", Tensor.var, np.var, cases=with_params(SHAPES, reduce_params)),
     OpSpec(
         "max",
         Tensor.max,
         np.max,
-        cases=_with_params(SHAPES, _reduce_params),
+        cases=with_params(SHAPES, reduce_params),
         separated=True,
     ),
     OpSpec(
         "min",
         Tensor.min,
         np.min,
-        cases=_with_params(SHAPES, _reduce_params),
+        cases=with_params(SHAPES, reduce_params),
         separated=True,
     ),
     # movement
@@ -328,13 +273,13 @@ OP_SPECS = [
         "reshape",
         lambda x, shape: x.reshape(*shape),
         lambda x, shape: x.reshape(shape),
-        cases=_with_params(SHAPES, _reshape_params),
+        cases=with_params(SHAPES, _reshape_params),
     ),
     OpSpec(
         "permute",
         lambda x, axes: x.permute(*axes),
         np.transpose,
-        cases=_with_params(
+        cases=with_params(
             SHAPES, lambda s: st.permutations(range(len(s))).map(lambda p: {"axes": p})
         ),
     ),
@@ -342,20 +287,20 @@ OP_SPECS = [
         "transpose",
         lambda x, axis0, axis1: x.transpose(axis0, axis1),
         lambda x, axis0, axis1: np.swapaxes(x, axis0, axis1),
-        cases=_with_params(tst.shapes(min_dims=2, max_side=MAX_SIDE), _transpose_params),
+        cases=with_params(tst.shapes(min_dims=2, max_side=MAX_SIDE), _transpose_params),
     ),
     OpSpec("T", lambda x: x.T, lambda x: np.swapaxes(x, -1, -2) if x.ndim >= 2 else x),
     OpSpec(
         "expand",
         lambda x, shape: x.expand(*shape),
         _expanded,
-        cases=_with_params(tst.shapes(max_dims=3, max_side=3), _expand_params),
+        cases=with_params(tst.shapes(max_dims=3, max_side=3), _expand_params),
     ),
     OpSpec(
         "getitem_basic",
         lambda x, index: x[index],
         lambda x, index: x[index],
-        cases=_with_params(
+        cases=with_params(
             SHAPES,
             lambda s: hnp.basic_indices(s, allow_newaxis=True).map(lambda i: {"index": i}),
         ),
@@ -364,7 +309,7 @@ OP_SPECS = [
         "getitem_advanced",
         lambda x, index: x[index],
         lambda x, index: x[index],
-        cases=_with_params(
+        cases=with_params(
             tst.shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE), _advanced_index_params
         ),
     ),
@@ -386,7 +331,7 @@ OP_SPECS = [
         "pad",
         lambda x, widths: x.pad(widths),
         lambda x, widths: np.pad(x, widths),
-        cases=_with_params(tst.shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE), _pad_params),
+        cases=with_params(tst.shapes(min_dims=1, max_dims=3, max_side=MAX_SIDE), _pad_params),
     ),
     # linear algebra
     OpSpec(
@@ -417,13 +362,13 @@ OP_SPECS = [
         "softmax",
         Tensor.softmax,
         _softmax,
-        cases=_with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), _axis_param),
+        cases=with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), axis_param),
     ),
     OpSpec(
         "log_softmax",
         Tensor.log_softmax,
         _log_softmax,
-        cases=_with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), _axis_param),
+        cases=with_params(tst.shapes(min_dims=1, max_side=MAX_SIDE), axis_param),
     ),
     OpSpec(
         "softmax_cross_entropy",
@@ -436,95 +381,18 @@ SPEC_IDS = [spec.name for spec in OP_SPECS]
 SPECS = {spec.name: spec for spec in OP_SPECS}
 
 
-@st.composite
-def op_inputs(draw: st.DrawFn, spec: OpSpec) -> tuple[list[Any], Params]:
-    """float64 arrays (and boolean masks) for every input of `spec`, and the op's params."""
-    shapes, params = draw(spec.case_strategy())
-    assert len(shapes) == spec.n_inputs, f"{spec.name}: cases drew {len(shapes)} shapes"
-    kinds = spec.dtypes or ("float",) * len(shapes)
-    arrays: list[Any] = [None] * len(shapes)
-    floats = [i for i, kind in enumerate(kinds) if kind == "float"]
-    if spec.separated:
-        low, high = spec.domain_of(0)
-        drawn = draw(tst.separated_arrays(*[shapes[i] for i in floats], low=low, high=high))
-        for i, a in zip(floats, drawn):
-            arrays[i] = a
-    for i, (shape, kind) in enumerate(zip(shapes, kinds)):
-        if kind == "bool":
-            arrays[i] = draw(hnp.arrays(np.bool_, shape, elements=st.booleans(), fill=st.nothing()))
-        elif arrays[i] is None:
-            values = tst.arrays(shape, np.float64, *spec.domain_of(i))
-            if spec.kinks:
-                values = values.map(tst.away_from(spec.kinks, spec.margin))
-            arrays[i] = draw(values)
-    if spec.valid is not None:
-        assume(spec.valid(*arrays, **params))
-    return arrays, params
-
-
-def _leaves(arrays: list[Any], dtype: Any) -> list[Tensor]:
-    """Tensors of the drawn arrays, float ones cast to `dtype` and requiring grad."""
-    return [
-        Tensor(a.astype(dtype), requires_grad=True) if a.dtype.kind == "f" else Tensor(a)
-        for a in arrays
-    ]
-
-
 # Two hypothesis tests per spec rather than four: drawing inputs costs as much as checking them,
 # and the ci profile's 100 examples for every op have to fit the CI time budget.
 @pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
 @given(data=st.data())
 def test_op_forward_and_gradcheck(spec: OpSpec, data: st.DataObject, cpu_path) -> None:
-    """float64, with kernels and on the reference path: forward equals the NumPy reference, and
-    gradcheck passes."""
-    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
-    check_forward(
-        lambda *xs: spec.tensor_fn(*xs, **params),
-        lambda *xs: spec.numpy_fn(*xs, **params),
-        *arrays,
-        atol=1e-12,
-        rtol=1e-9,
-    )
-    assert gradcheck(lambda *xs: spec.tensor_fn(*xs, **params), *arrays, **spec.gradcheck_kw)
+    check_forward_and_gradcheck(spec, data)
 
 
 @pytest.mark.parametrize("spec", OP_SPECS, ids=SPEC_IDS)
 @given(data=st.data())
 def test_op_dtypes_and_grad_shapes(spec: OpSpec, data: st.DataObject) -> None:
-    """float64 and float32 inputs: the output keeps the dtype (NumPy's, and float32 stays
-    float32), float32 values are close to NumPy's, and every gradient has its input's shape and
-    dtype."""
-    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
-    for dtype in (np.float64, np.float32):
-        leaves = _leaves(arrays, dtype)
-        out = spec.tensor_fn(*leaves, **params)
-        expected = np.asarray(spec.numpy_fn(*[t.numpy() for t in leaves], **params))
-        assert out.dtype == expected.dtype, f"{dtype.__name__} inputs: NumPy gives {expected.dtype}"
-        if spec.keeps_dtype:
-            assert out.dtype == dtype
-        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-5)
-        assert out.requires_grad
-        out.backward(np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype))
-        for leaf in leaves:
-            if leaf.requires_grad:
-                assert leaf.grad is not None, "no gradient reached a float input"
-                assert leaf.grad.shape == leaf.shape
-                assert leaf.grad.dtype == leaf.dtype
-
-
-def _forward_backward(spec: OpSpec, arrays: list[Any], params: Params, device: str) -> list[Any]:
-    """The output and every float input's gradient (seeded upstream gradient), run on `device`."""
-    leaves = [
-        Tensor(a, requires_grad=True, device=device) if a.dtype.kind == "f"
-        else Tensor(a, device=device)
-        for a in arrays
-    ]
-    if "labels" in params:  # the op itself takes device labels (F.cross_entropy moves them)
-        params = {**params, "labels": leaves[0]._backend.asarray(params["labels"])}
-    out = spec.tensor_fn(*leaves, **params)
-    seed = np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype)
-    out.backward(Tensor(seed, device=device))
-    return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves if leaf.requires_grad]
+    check_dtypes_and_grad_shapes(spec, data)
 
 
 # A few examples per op and device: what the stand-in (and a GPU) must match is the CPU reference
@@ -534,13 +402,7 @@ def _forward_backward(spec: OpSpec, arrays: list[Any], params: Params, device: s
 @given(data=st.data())
 def test_op_on_each_device_matches_the_cpu_reference(spec: OpSpec, data: st.DataObject,
                                                      device) -> None:
-    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
-    got = _forward_backward(spec, arrays, params, device.device)
-    with tl.reference():
-        want = _forward_backward(spec, arrays, params, DEFAULT_DEVICE)
-    for g, w in zip(got, want, strict=True):
-        assert g.dtype == w.dtype
-        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-11)
+    check_matches_cpu_reference(spec, data, device.device)
 
 
 TORCH_SPECS = [spec for spec in OP_SPECS if spec.torch_fn is not None]
@@ -549,19 +411,7 @@ TORCH_SPECS = [spec for spec in OP_SPECS if spec.torch_fn is not None]
 @pytest.mark.parametrize("spec", TORCH_SPECS, ids=[spec.name for spec in TORCH_SPECS])
 @given(data=st.data())
 def test_op_matches_torch(spec: OpSpec, data: st.DataObject) -> None:
-    """float64: the output and every input's gradient equal PyTorch's (seeded upstream grad)."""
-    arrays, params = data.draw(op_inputs(spec), label="inputs, params")
-    leaves = _leaves(arrays, np.float64)
-    out = spec.tensor_fn(*leaves, **params)
-    seed = np.random.default_rng(0).standard_normal(out.shape)
-    out.backward(seed)
-    theirs = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
-    torch_out = spec.torch_fn(*theirs, **params)
-    torch_out.backward(torch.tensor(seed))
-    np.testing.assert_allclose(out.numpy(), torch_out.detach().numpy(), rtol=1e-12, atol=1e-14)
-    for leaf, t in zip(leaves, theirs):
-        if t.requires_grad:
-            np.testing.assert_allclose(leaf.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-14)
+    check_matches_torch(spec, data)
 
 
 def test_every_activation_is_a_tensor_method_a_function_and_a_spec() -> None:
