@@ -61,7 +61,7 @@ CPU_KERNELS = KernelTable(__name__)
 """name -> "module:function" under tinygrad_lab.kernels (Numba)."""
 
 CUDA_KERNELS = KernelTable(f"{__name__}.cuda")
-"""name -> "module:function" under tinygrad_lab.kernels.cuda (CuPy; none yet)."""
+"""name -> "module:function" under tinygrad_lab.kernels.cuda (CUDA C through CuPy)."""
 
 
 def lookup(

@@ -154,9 +154,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read what `save` wrote (either format); a damaged file raises ValueError naming it."""
-    return _read(Path(path).expanduser())[0]
+def load(path: str | os.PathLike[str], device: str | None = None, *,
+         map_location: str | None = None) -> dict[str, Any]:
+    """Read what `save` wrote (either format); a damaged file raises ValueError naming it.
+
+    NumPy arrays by name; with `device` (or torch's spelling, `map_location`), Tensors on that
+    device instead, each copied there once (`model.load_state_dict` then copies on the device).
+    """
+    return _place(_read(Path(path).expanduser())[0], device, map_location)
+
+
+def _place(arrays: dict[str, Any], device: str | None, map_location: str | None) -> Any:
+    """The numeric arrays as Tensors on the device asked for (by either name), or as they are."""
+    if device is not None and map_location is not None and device != map_location:
+        raise ValueError(f"load: device={device!r} and map_location={map_location!r} disagree")
+    where = device if device is not None else map_location
+    if where is None:
+        return arrays
+    from tinygrad_lab.tensor import Tensor
+
+    return {k: Tensor(v, device=where) if v.dtype.kind in "biuf" else v
+            for k, v in arrays.items()}
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
@@ -237,13 +255,17 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any],
     _write(entries, Path(path).expanduser(), json_meta, True, safetensors_default=True)
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, with_arrays: bool = False) -> Any:
+def load_checkpoint(path: str | os.PathLike[str], *, with_arrays: bool = False,
+                    device: str | None = None, map_location: str | None = None) -> Any:
     """(state, meta) from a file `save_checkpoint` wrote; names the file on any fault. With
-    `with_arrays`, (state, meta, the other arrays by name)."""
+    `with_arrays`, (state, meta, the other arrays by name). With `device` (or `map_location`)
+    the weights come as Tensors on that device; the other arrays stay NumPy (an optimizer's
+    load_state_dict copies its state to each parameter's device itself)."""
     arrays, meta = _read(Path(path).expanduser())
     if meta is None:
         raise ValueError(f"{path}: not a tinygrad_lab checkpoint (no {_META_KEY} entry)")
     state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+    state = _place(state, device, map_location)
     if not with_arrays:
         return state, meta
     rest = {k: v for k, v in arrays.items() if not k.startswith("state/") and k != _META_KEY}

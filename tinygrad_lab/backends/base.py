@@ -105,10 +105,24 @@ class Backend:
 
     # --- data movement ----------------------------------------------------------------------
     def asarray(self, data: Any, dtype: Any = None) -> Array:
+        """`data` as an array of this device: a host-to-device copy unless it is one already."""
         return self.xp.asarray(data, dtype=dtype)
+
+    def scalar(self, value: Any, dtype: Any) -> Array:
+        """A 0-d array holding a Python or NumPy number (a constant operand such as `x * 2.0`).
+        A device writes it in place (CuPy: a fill kernel) instead of copying it from the host."""
+        return self.xp.asarray(value, dtype=dtype)
 
     def to_numpy(self, x: Array) -> Any:
         raise NotImplementedError
+
+    def random(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        """Uniform [0, 1) numbers of `shape` and float `dtype`, made on this device (dropout
+        masks): the CPU draws from tinygrad_lab.random's host generator, a GPU from its own,
+        both seeded by tl.manual_seed. This default draws on the host and copies."""
+        from tinygrad_lab.random import generator
+
+        return self.asarray(generator().random(shape, dtype=dtype))
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); timers call it."""
@@ -121,8 +135,11 @@ def with_fallback(kernel: Callable[..., Any], reference: Callable[..., Any],
     This is how kernels fall back: a kernel module imports only NumPy, Numba and other kernels,
     and answers NotImplemented for what it does not take (another dtype, an axis other than the
     last, too small to pay); the backend, which knows the references, runs the reference then.
-    `prepare` maps each positional argument before the kernel sees it (the CPU backend makes
-    arrays C-contiguous); the reference gets the arguments as given.
+    `prepare` maps each argument, positional and keyword, before the kernel sees it (the CPU
+    and CUDA backends make arrays C-contiguous: the kernels' contract); the reference gets the
+    arguments as given. An array a kernel writes in place (parameters, optimizer state) must be
+    C-contiguous already, or the kernel would write into a copy: Optimizer checks its
+    parameters, and state is allocated contiguous.
     """
     if prepare is None:
 
@@ -132,7 +149,8 @@ def with_fallback(kernel: Callable[..., Any], reference: Callable[..., Any],
     else:
 
         def call_kernel(*args: Any, **kw: Any) -> Any:
-            out = kernel(*[prepare(a) for a in args], **kw)
+            ready = {k: prepare(v) for k, v in kw.items()} if kw else kw
+            out = kernel(*[prepare(a) for a in args], **ready)
             return reference(*args, **kw) if out is NotImplemented else out
 
     call_kernel.__name__ = getattr(kernel, "__name__", "kernel")

@@ -57,5 +57,11 @@ class CPUBackend(Backend):
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         return np.asarray(data, dtype=dtype)
 
+    def random(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        """From the host generator (so a checkpoint's generator state covers dropout too)."""
+        from tinygrad_lab.random import generator
+
+        return generator().random(shape, dtype=dtype)
+
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.asarray(x)

@@ -1,8 +1,17 @@
 """The CUDA backend: CuPy arrays; kernels from tinygrad_lab.kernels.cuda when registered.
 
-`cuda:N` is GPU N: its backend makes device N current when it is made, and allocates and copies
-under it. CuPy runs maths on the current device (and refuses arrays that live on another), so a
-process that uses two GPUs switches with `with cupy.cuda.Device(n):` around each one's work.
+`cuda:N` is GPU N: its backend makes device N current when it is made, and allocates, copies,
+draws random numbers and runs kernels under it. CuPy runs maths on the current device (and
+refuses arrays that live on another), so a process that uses two GPUs switches with
+`with cupy.cuda.Device(n):` around each one's work.
+
+What differs from the CPU, in one place:
+- kernels get C-contiguous arrays (`wrap_kernel`), positional and keyword, as on the CPU;
+- constants such as `x * 2.0` are filled on the device (`scalar`), never copied from the host;
+- dropout masks come from the GPU's own generator (`random`), seeded by tl.manual_seed through
+  tinygrad_lab.random.device_seed, so they differ from a CPU run's, as in PyTorch;
+- scatter-add is cupyx.scatter_add (ops/scatter.py), and strided views are made without
+  NumPy's `writeable` flag (ops/conv.py).
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ class CUDABackend(Backend):
         self.index = index
         self._gpu = cupy.cuda.Device(index)
         self._gpu.use()
+        self._rng: Any = None  # made on first use, remade after each tl.manual_seed
+        self._rng_epoch = -1
 
     def wrap_kernel(self, kernel: Callable[..., Any],
                     reference: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,9 +75,23 @@ class CUDABackend(Backend):
         with self._gpu:
             return self.xp.asarray(data, dtype=dtype)
 
+    def scalar(self, value: Any, dtype: Any) -> Array:
+        with self._gpu:
+            return self.xp.full((), value, dtype=dtype)  # a fill kernel, no host copy
+
     def to_numpy(self, x: Array) -> Any:
         with self._gpu:
             return self.xp.asnumpy(x)
+
+    def random(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        """Uniform [0, 1) drawn on this GPU by its own generator (cupy.random.Generator)."""
+        from tinygrad_lab import random
+
+        with self._gpu:
+            if self._rng is None or self._rng_epoch != random.seed_epoch():
+                self._rng = self.xp.random.default_rng(random.device_seed(self.device))
+                self._rng_epoch = random.seed_epoch()
+            return self._rng.random(shape, dtype=dtype)
 
     def synchronize(self) -> None:
         with self._gpu:

@@ -64,7 +64,7 @@ def generate(model: CharLSTM, ids: np.ndarray, length: int, temperature: float =
         prompt = Tensor(np.asarray(ids, dtype=np.int64)[:, None], device=device)  # (P, 1)
         logits, state = model(prompt)  # (P, 1, V)
         for _ in range(length):
-            out.append(sample_logits(logits.numpy()[-1, 0], temperature, top_k, rng))
+            out.append(sample_logits(logits[-1, 0].numpy(), temperature, top_k, rng))
             step = Tensor(np.array([[out[-1]]], dtype=np.int64), device=device)  # (1, 1)
             logits, state = model(step, state)  # (1, 1, V)
     model.train(was_training)

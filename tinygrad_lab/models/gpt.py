@@ -111,7 +111,7 @@ def generate(model: GPT, ids: np.ndarray, length: int, temperature: float = 1.0,
     with no_grad():
         for _ in range(length):
             context = np.asarray(out[-block:], dtype=np.int64)[None, :]  # (1, T)
-            logits = model(Tensor(context, device=device)).numpy()[0, -1]  # (V,)
+            logits = model(Tensor(context, device=device))[0, -1].numpy()  # (V,): one row back
             out.append(sample_logits(logits, temperature, top_k, rng))
     model.train(was_training)
     return np.asarray(out, dtype=np.int64)

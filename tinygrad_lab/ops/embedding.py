@@ -11,8 +11,11 @@ gets zero. Both halves are named array functions with a Numba kernel in kernels/
 
 from __future__ import annotations
 
+import numpy as _numpy
+
 from tinygrad_lab.backends import Array, array_module, reference_function
 from tinygrad_lab.function import Function
+from tinygrad_lab.ops.scatter import add_at, check_index_range
 
 
 class Embedding(Function):
@@ -36,18 +39,15 @@ class Embedding(Function):
 def check_ids(ids: Array, num_embeddings: int) -> None:
     """Integer ids in 0..num_embeddings-1, else TypeError / IndexError naming the bad id.
 
-    Negative ids are errors too (NumPy's take would silently count them from the end).
+    Negative ids are errors too (NumPy's take would silently count them from the end, CuPy's
+    wraps every out-of-range id around). One device-side reduction, one value read back
+    (ops/scatter.py says why the check stays on for every device).
     """
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"embedding: ids must be integers, got {ids.dtype} (cast with "
-                        ".astype('int64'))")
-    if ids.size == 0:
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= num_embeddings:
-        bad = low if low < 0 else high
-        raise IndexError(f"embedding: id {bad} is out of range for a vocabulary of "
-                         f"{num_embeddings} (valid ids are 0..{num_embeddings - 1})")
+    check_index_range(ids, num_embeddings, "embedding")
+
+
+def _on_host(ids: Array) -> bool:
+    return array_module(ids) is _numpy
 
 
 @reference_function("embedding_forward")
@@ -59,10 +59,15 @@ def embedding_forward(weight: Array, ids: Array) -> Array:
 
 @reference_function("embedding_backward")
 def embedding_backward(g: Array, ids: Array, num_embeddings: int) -> Array:
-    """g (..., D), ids (...) -> (V, D) with V = num_embeddings; repeated ids add (np.add.at)."""
-    check_ids(ids, num_embeddings)
+    """g (..., D), ids (...) -> (V, D) with V = num_embeddings; repeated ids add (add_at).
+
+    Device ids are not checked again: the Embedding node's forward checked these very ids, and
+    a second read back per step would stall the device for nothing. Host ids (free to check)
+    are."""
+    if _on_host(ids):
+        check_ids(ids, num_embeddings)
     xp = array_module(g)
     dim = g.shape[-1]
     out = xp.zeros((num_embeddings, dim), g.dtype)
-    xp.add.at(out, ids.reshape(-1), g.reshape(ids.size, dim))  # (N,) ids, (N, D) rows
+    add_at(out, ids.reshape(-1), g.reshape(ids.size, dim))  # (N,) ids, (N, D) rows
     return out

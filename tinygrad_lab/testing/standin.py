@@ -14,13 +14,23 @@ GPU run would, without a GPU:
 - two indices are two devices (`standin:0`, `standin:1`), so mixing them is caught as well.
 
 `xp` is a module-like wrapper of numpy whose functions return StandinArrays and refuse host array
-arguments, except `asarray`/`array` (the explicit host-to-device copy, as in CuPy).
+arguments, except `asarray`/`array` (the explicit host-to-device copy, as in CuPy). Where CuPy's
+API is narrower than NumPy's, `xp` is narrowed to match, so code that only NumPy runs fails here
+first: `as_strided` takes no `writeable`, ufuncs have no `.at` (CuPy 12's; use the named array
+function "scatter_add", which runs `xp.scatter_add`, the stand-in of `cupyx.scatter_add`).
+
+Every copy between host and device is counted (`counting()`): `asarray`/`array` of host data,
+`to_numpy`, and reading a value back (`float()`, `int()`, `bool()`, `.item()`, `.tolist()`),
+which on a GPU is a copy and a synchronisation. Random numbers are drawn "on the device"
+(`StandinBackend.random`) from the host generator's stream, so a stand-in run matches a CPU run
+bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +42,28 @@ NAME = "standin"
 
 class HostArrayError(TypeError):
     """A plain NumPy (host) array was mixed into stand-in device maths."""
+
+
+_logs: list[list[tuple[str, tuple[int, ...]]]] = []  # the open counting() blocks' logs
+
+
+def _transfer(kind: str, shape: Any) -> None:
+    """Note one host<->device copy in every open counting() block."""
+    for log in _logs:
+        log.append((kind, tuple(shape)))
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[list[tuple[str, tuple[int, ...]]]]:
+    """Record the host<->device copies made inside the block, as (kind, shape) pairs in order:
+    kind "to_device" (asarray/array of host data), "to_host" (to_numpy) or "read" (a value read
+    back: float(), int(), bool(), .item(), .tolist())."""
+    log: list[tuple[str, tuple[int, ...]]] = []
+    _logs.append(log)
+    try:
+        yield log
+    finally:
+        _logs.remove(log)
 
 
 def _is_host(x: Any) -> bool:
@@ -80,6 +112,8 @@ class StandinArray(np.ndarray):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kw: Any) -> Any:
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        if method == "at":
+            raise AttributeError(_NO_AT.format(name=name))
         _check(name, (inputs, kw))
         out = kw.get("out")
         if out is not None:
@@ -104,6 +138,31 @@ class StandinArray(np.ndarray):
     def __array_namespace__(self, api_version: Any = None) -> Any:
         return xp
 
+    # reading a value back is a device-to-host copy (and, on a GPU, a synchronisation)
+    def __float__(self) -> float:
+        _transfer("read", self.shape)
+        return float(self.view(np.ndarray))
+
+    def __int__(self) -> int:
+        _transfer("read", self.shape)
+        return int(self.view(np.ndarray))
+
+    def __bool__(self) -> bool:
+        _transfer("read", self.shape)
+        return bool(self.view(np.ndarray))
+
+    def item(self, *args: Any) -> Any:
+        _transfer("read", self.shape)
+        return self.view(np.ndarray).item(*args)
+
+    def tolist(self) -> Any:
+        _transfer("read", self.shape)
+        return self.view(np.ndarray).tolist()
+
+
+_NO_AT = ("{name}: the stand-in device, like CuPy before 13, has no ufunc.at; call the named "
+          "array function 'scatter_add' (ops/scatter.py add_at) instead")
+
 
 def _method(name: str) -> Callable[..., Any]:
     """An ndarray method that checks its arguments and answers a StandinArray (these methods
@@ -122,6 +181,17 @@ for _name in ("choose", "compress", "dot", "nonzero", "put", "repeat", "searchso
     setattr(StandinArray, _name, _method(_name))
 
 
+def _absent(name: str) -> property:
+    def refuse(self: StandinArray) -> Any:
+        raise AttributeError(f"ndarray.{name}: NumPy arrays have it, CuPy arrays do not")
+
+    return property(refuse)
+
+
+for _name in ("getfield", "resize", "setfield", "to_device"):  # not on cupy.ndarray
+    setattr(StandinArray, _name, _absent(_name))
+
+
 class _Ufunc:
     """A numpy ufunc whose call and methods (reduce, at, outer, ...) check their operands."""
 
@@ -134,6 +204,8 @@ class _Ufunc:
         return _device(self._ufunc(*args, **kw))
 
     def __getattr__(self, name: str) -> Any:
+        if name == "at":
+            raise AttributeError(_NO_AT.format(name=f"{self.__name__}.at"))
         value = getattr(self._ufunc, name)
         return _checked(f"{self.__name__}.{name}", value) if callable(value) else value
 
@@ -142,6 +214,8 @@ def _checked(name: str, fn: Callable[..., Any], transfer: bool = False) -> Calla
     def call(*args: Any, **kw: Any) -> Any:
         if not transfer:
             _check(name, (args, kw))
+        elif args and not isinstance(args[0], StandinArray):  # host data onto the device
+            _transfer("to_device", np.shape(args[0]))
         return _device(fn(*args, **kw))
 
     call.__name__ = name
@@ -152,19 +226,45 @@ def _checked(name: str, fn: Callable[..., Any], transfer: bool = False) -> Calla
 _TRANSFERS = {"asarray", "array", "asanyarray"}  # host -> device copies, allowed as in CuPy
 
 
+def _as_strided(x: Any, shape: Any = None, strides: Any = None) -> Any:
+    """CuPy's signature: no `writeable` (nor `subok`)."""
+    _check("as_strided", x)
+    return _device(np.lib.stride_tricks.as_strided(_host(x), shape=shape, strides=strides))
+
+
+def _scatter_add(a: Any, slices: Any, value: Any) -> None:
+    """cupyx.scatter_add(a, slices, value): a[slices] += value, repeated indices adding up."""
+    _check("scatter_add", (a, slices, value))
+    if not isinstance(a, StandinArray):
+        raise HostArrayError("scatter_add: the target is not a standin array")
+    np.add.at(_host(a), _host(slices), _host(value))
+
+
+_NARROWED = {"lib.stride_tricks.as_strided": _as_strided, "scatter_add": _scatter_add}
+"""Functions whose stand-in has CuPy's (narrower) signature, by dotted name under xp."""
+
+
 class _Namespace:
     """numpy, seen from the stand-in device (its functions, ufuncs and submodules wrapped)."""
 
-    def __init__(self, module: types.ModuleType, name: str) -> None:
+    def __init__(self, module: types.ModuleType, name: str, path: str = "") -> None:
         self._module = module
         self.__name__ = name
+        self._path = path  # dotted, under xp ("" for xp itself)
 
     def __getattr__(self, name: str) -> Any:
+        dotted = f"{self._path}.{name}".lstrip(".")
+        if dotted in _NARROWED:
+            setattr(self, name, _NARROWED[dotted])
+            return _NARROWED[dotted]
         value = getattr(self._module, name)
+        if not name.startswith("_") and not _in_cupy(dotted):
+            raise AttributeError(f"xp.{dotted}: NumPy has it, CuPy does not, so the stand-in "
+                                 "device does not either (a GPU run would fail here)")
         if isinstance(value, np.ufunc):
             wrapped: Any = _Ufunc(value)
         elif isinstance(value, types.ModuleType):
-            wrapped = _Namespace(value, f"{self.__name__}.{name}")
+            wrapped = _Namespace(value, f"{self.__name__}.{name}", dotted)
         elif callable(value) and not isinstance(value, type):
             wrapped = _checked(name, value, transfer=name in _TRANSFERS)
         else:  # dtypes, classes, constants
@@ -172,6 +272,24 @@ class _Namespace:
         setattr(self, name, wrapped)
         return wrapped
 
+
+def _in_cupy(dotted: str) -> bool:
+    """Whether CuPy has `cupy.<dotted>`; True when CuPy is not installed (nothing to compare)."""
+    if _CUPY is None:
+        return True
+    where: Any = _CUPY
+    for part in dotted.split("."):
+        where = getattr(where, part, _MISSING)
+        if where is _MISSING:
+            return False
+    return True
+
+
+_MISSING = object()
+try:  # importing CuPy needs no GPU; only its API is read
+    import cupy as _CUPY
+except ImportError:  # pragma: no cover - the cuda extra is not installed
+    _CUPY = None
 
 xp: Any = _Namespace(np, "tinygrad_lab.testing.standin.xp")
 """The stand-in device's array module."""
@@ -189,10 +307,22 @@ class StandinBackend(Backend):
     def asarray(self, data: Any, dtype: Any = None) -> StandinArray:
         if isinstance(data, StandinArray):
             return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+        _transfer("to_device", np.shape(data))
         return np.array(data, dtype=dtype).view(StandinArray)  # a copy, as a device transfer
 
+    def scalar(self, value: Any, dtype: Any) -> StandinArray:
+        return np.full((), value, dtype=dtype).view(StandinArray)  # made on the device
+
     def to_numpy(self, x: Any) -> np.ndarray:
+        _transfer("to_host", np.shape(x))
         return np.array(_host(x))  # a copy, as from a device
+
+    def random(self, shape: tuple[int, ...], dtype: Any) -> StandinArray:
+        """Uniform [0, 1) drawn on the device, from the host generator's stream (a GPU has its
+        own generator; this one matches CPU runs exactly, which the tests compare against)."""
+        from tinygrad_lab.random import generator
+
+        return generator().random(shape, dtype=dtype).view(StandinArray)
 
 
 def register(name: str = NAME) -> DeviceType:
@@ -204,4 +334,5 @@ def register(name: str = NAME) -> DeviceType:
     )
 
 
-__all__ = ["NAME", "HostArrayError", "StandinArray", "StandinBackend", "register", "xp"]
+__all__ = ["NAME", "HostArrayError", "StandinArray", "StandinBackend", "counting", "register",
+           "xp"]
