@@ -146,6 +146,26 @@ def _softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.n
     return np.where(beta * x > threshold, x, np.log(1 + np.exp(beta * x)) / beta)
 
 
+# the activations PyTorch has besides: written as the papers do, to differ in form from ours
+SELU = (1.6732632423543772848170429916717, 1.0507009873554804934193349852946)  # alpha, scale
+
+
+def _leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    return np.where(x >= 0, x, negative_slope * x)
+
+
+def _elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    return np.where(x > 0, x, alpha * (np.exp(x) - 1))
+
+
+def _hardtanh(x: np.ndarray, min_val: float = -1.0, max_val: float = 1.0) -> np.ndarray:
+    return np.clip(x, min_val, max_val)
+
+
+F_TORCH = torch.nn.functional
+HARDTANH_BOUNDS = [{"min_val": -1.0, "max_val": 1.0}, {"min_val": -2.0, "max_val": 0.5}]
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x)  # no max shift: inputs are bounded, and the reference should differ in form
     return e / e.sum(axis=axis, keepdims=True)
@@ -160,9 +180,15 @@ def _linear_ref(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | 
     return z if activation is None else SPECS[activation].numpy_fn(z)  # default parameters
 
 
+# where each fused activation, at its default parameters, is not differentiable
+_FUSED_KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "selu": (0.0,), "hardtanh": (-1.0, 1.0),
+                "relu6": (0.0, 6.0), "hardsigmoid": (-3.0, 3.0), "hardswish": (-3.0, 3.0)}
+
+
 def _linear_valid(x: np.ndarray, w: np.ndarray, *b: np.ndarray, activation: str | None) -> bool:
     pre = x @ w + (b[0] if b else 0)
-    return activation != "relu" or bool(np.all(np.abs(pre) > 1e-2))
+    kinks = _FUSED_KINKS.get(activation or "", ())
+    return all(bool(np.all(np.abs(pre - k) > 1e-2)) for k in kinks)
 
 
 def _cross_entropy_ref(x: np.ndarray, labels: np.ndarray) -> Any:
@@ -236,6 +262,48 @@ OP_SPECS = [
         })),
         torch_fn=torch.nn.functional.softplus,
     ),
+    OpSpec(
+        "leaky_relu",
+        Tensor.leaky_relu,
+        _leaky_relu,
+        kinks=(0.0,),
+        cases=with_params(SHAPES, lambda s: st.sampled_from([0.01, 0.2, -0.5]).map(
+            lambda k: {"negative_slope": k})),
+        torch_fn=F_TORCH.leaky_relu,
+    ),
+    OpSpec(
+        "elu",
+        Tensor.elu,
+        _elu,
+        kinks=(0.0,),
+        cases=with_params(SHAPES, lambda s: st.sampled_from([1.0, 0.5, 2.0]).map(
+            lambda a: {"alpha": a})),
+        torch_fn=F_TORCH.elu,
+    ),
+    OpSpec("selu", Tensor.selu, lambda x: SELU[1] * _elu(x, SELU[0]), kinks=(0.0,),
+           torch_fn=F_TORCH.selu),
+    OpSpec("silu", Tensor.silu, lambda x: x / (1 + np.exp(-x)), domain=(-6.0, 6.0),
+           torch_fn=F_TORCH.silu),
+    OpSpec("mish", Tensor.mish, lambda x: x * np.tanh(np.log(1 + np.exp(x))), domain=(-4.0, 4.0),
+           torch_fn=F_TORCH.mish),
+    OpSpec("softsign", Tensor.softsign, lambda x: x / (1 + np.abs(x)), torch_fn=F_TORCH.softsign),
+    OpSpec(
+        "hardtanh",
+        Tensor.hardtanh,
+        _hardtanh,
+        kinks=(-2.0, -1.0, 0.5, 1.0),
+        cases=with_params(SHAPES, lambda s: st.sampled_from(HARDTANH_BOUNDS)),
+        torch_fn=F_TORCH.hardtanh,
+    ),
+    OpSpec("relu6", Tensor.relu6, lambda x: np.clip(x, 0, 6), domain=(-2.0, 8.0),
+           kinks=(0.0, 6.0), torch_fn=F_TORCH.relu6),
+    OpSpec("hardsigmoid", Tensor.hardsigmoid, lambda x: np.clip(x / 6 + 0.5, 0, 1),
+           domain=(-5.0, 5.0), kinks=(-3.0, 3.0),
+           # torch's hardsigmoid backward multiplies by 1/6 rounded to float32 (~3e-8 off in
+           # float64); ours by 1/6 itself: compared with torch's exact composition instead
+           torch_fn=lambda x: F_TORCH.relu6(x + 3) / 6),
+    OpSpec("hardswish", Tensor.hardswish, lambda x: x * np.clip(x + 3, 0, 6) / 6,
+           domain=(-5.0, 5.0), kinks=(-3.0, 3.0), torch_fn=F_TORCH.hardswish),
     OpSpec(
         "clip",
         lambda x, low, high: x.clip(low, high),

@@ -110,9 +110,10 @@ def test_sequential_restarts_each_schedule_at_its_milestone():
 def test_schedulers_share_the_initial_lr_and_construction_sets_step_zero():
     opt = make_opt(1.0)
     warm = schedulers.LinearWarmup(opt, 4)
-    assert opt.lr == pytest.approx(0.25) and opt.initial_lr == 1.0
+    assert opt.lr == pytest.approx(0.25) and opt.param_groups[0]["initial_lr"] == 1.0
     cosine = schedulers.CosineAnnealingLR(opt, 10)  # made after the warm-up lowered opt.lr
-    assert cosine.base_lr == 1.0 and opt.lr == pytest.approx(1.0)
+    # the base is shared; the step-0 lr is the current one (torch's chainable form)
+    assert cosine.base_lr == 1.0 and opt.lr == pytest.approx(0.25)
     assert warm.base_lr == 1.0
 
 

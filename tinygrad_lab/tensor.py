@@ -6,6 +6,7 @@ live in tinygrad_lab/ops/. `backward()` walks the tape once in reverse topologic
 
 from __future__ import annotations
 
+import functools
 import operator
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -13,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab import dtypes as _dtypes
 from tinygrad_lab import function as _function
 from tinygrad_lab.backends import DEFAULT_DEVICE, Array, Backend, get_backend
 from tinygrad_lab.function import Function, check_versions, is_observed, timed_backward
-from tinygrad_lab.ops import elementwise, linalg, movement, nn, reduce, split
+from tinygrad_lab.ops import elementwise, indexing, linalg, maths, movement, nn, reduce, split
 from tinygrad_lab.ops.movement import sum_to_shape
 
 Shape = tuple[int, ...]
@@ -38,10 +40,29 @@ def _as_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | N
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -max(ndim, 1) <= a < max(ndim, 1):
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
         out.append(int(a) % max(ndim, 1))
-    return tuple(sorted(out))
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis {axis}: an axis appears more than once")
+    return () if ndim == 0 else tuple(sorted(out))  # a 0-d tensor's axis 0/-1: itself
+
+
+def _dim_aliases(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a reduction take torch's `dim=`/`keepdim=` for the house's `axis=`/`keepdims=`."""
+
+    @functools.wraps(method)
+    def reduction(self: Any, *args: Any, dim: Any = None, keepdim: bool | None = None,
+                  **kw: Any) -> Any:
+        if dim is not None:
+            if args or "axis" in kw:
+                raise TypeError(f"{method.__name__}: give axis or dim, not both")
+            kw["axis"] = dim
+        if keepdim is not None:
+            kw["keepdims"] = keepdim
+        return method(self, *args, **kw)
+
+    return reduction
 
 
 class Tensor:
@@ -358,15 +379,37 @@ class Tensor:
                 raise TypeError("operand is None, not a number, array or tensor")
             kind = getattr(value, "dtype", None)
             _check_dtype(np.asarray(value).dtype if kind is None else np.dtype(kind), "operand")
-        dtype = self.dtype
-        if dtype.kind != "f" and isinstance(value, float):
-            dtype = np.dtype(np.float32)
-        arr = self._backend.asarray(value, dtype=dtype)
+        if isinstance(value, (float, int, bool)):  # PyTorch: a Python scalar never widens
+            dtype = _dtypes.scalar_dtype(self.dtype, value)
+        else:  # an array of a higher category (floats for an int tensor) keeps its own dtype
+            held = getattr(value, "dtype", None)
+            dtype = _dtypes.result_dtype(self.dtype, np.asarray(value).dtype if held is None
+                                         else held)
+            dtype = self.dtype if dtype.kind == self.dtype.kind else dtype
+        if isinstance(value, (float, int, bool, np.generic)):  # made on the device, not copied
+            arr = self._backend.scalar(value, dtype)
+        else:
+            arr = self._backend.asarray(value, dtype=dtype)
         return Tensor._wrap(arr, self._backend, self._device, False)
 
-    def _binary(self, fn: type[Function], other: Any, reverse: bool = False) -> Tensor:
+    def _floating(self) -> Tensor:
+        """Self, cast to the default float dtype if it holds integers or booleans: what a
+        floating-point op (exp, true division, sqrt, ...) computes on, as in PyTorch."""
+        return self if self.dtype.kind == "f" else self.astype(_dtypes.float_dtype(self.dtype))
+
+    def _binary(self, fn: type[Function], other: Any, reverse: bool = False,
+                floating: bool = False) -> Tensor:
         other = self._const(other)
         a, b = (other, self) if reverse else (self, other)
+        if a.dtype != b.dtype:  # PyTorch's promotion (dtypes.py), not NumPy's
+            common = _dtypes.result_dtype(a.dtype, b.dtype)
+            if a.ndim and not b.ndim and b.dtype.kind == a.dtype.kind:
+                common = a.dtype  # a 0-d operand of the same category never widens
+            elif b.ndim and not a.ndim and a.dtype.kind == b.dtype.kind:
+                common = b.dtype
+            a, b = a.astype(common), b.astype(common)
+        if floating:
+            a, b = a._floating(), b._floating()
         try:
             return fn.apply(a, b)
         except ValueError:
@@ -382,56 +425,67 @@ class Tensor:
     def mul(self, other: Any) -> Tensor:
         return self._binary(elementwise.Mul, other)
 
-    def div(self, other: Any) -> Tensor:
-        return self._binary(elementwise.Div, other)
+    def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
+        if rounding_mode is not None:  # torch.div's "trunc" / "floor" (ops/maths.py)
+            return self._div_rounded(other, rounding_mode)
+        return self._binary(elementwise.Div, other, floating=True)
 
     def pow(self, exponent: Any) -> Tensor:
         if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-            return elementwise.PowScalar.apply(self, exponent=exponent)
+            base = self.astype(_dtypes.scalar_dtype(self.dtype, exponent))
+            return elementwise.PowScalar.apply(base, exponent=exponent)
         return self._binary(elementwise.Pow, exponent)
 
     def maximum(self, other: Any) -> Tensor:
         return self._binary(elementwise.Maximum, other)
 
     def minimum(self, other: Any) -> Tensor:
-        return -((-self).maximum(-self._const(other)))
+        return self._binary(elementwise.Minimum, other)
 
     def neg(self) -> Tensor:
         return elementwise.Neg.apply(self)
 
     def exp(self) -> Tensor:
-        return elementwise.Exp.apply(self)
+        return elementwise.Exp.apply(self._floating())
 
     def log(self) -> Tensor:
-        return elementwise.Log.apply(self)
+        return elementwise.Log.apply(self._floating())
 
     def sqrt(self) -> Tensor:
-        return elementwise.Sqrt.apply(self)
+        return elementwise.Sqrt.apply(self._floating())
 
     def abs(self) -> Tensor:
         return elementwise.Abs.apply(self)
 
     def tanh(self) -> Tensor:
-        return elementwise.Tanh.apply(self)
+        return elementwise.Tanh.apply(self._floating())
 
     def sigmoid(self) -> Tensor:
-        return elementwise.Sigmoid.apply(self)
+        return elementwise.Sigmoid.apply(self._floating())
 
     def relu(self) -> Tensor:
         return elementwise.Relu.apply(self)
 
-    def gelu(self) -> Tensor:
-        """GELU, tanh approximation (as in GPT-2 and BERT)."""
-        return elementwise.Gelu.apply(self)
+    def gelu(self, approximate: str = "tanh") -> Tensor:
+        """GELU. approximate="tanh" (the default here, as in GPT-2 and BERT, and what
+        activation="gelu" fuses) or "none", the exact x Phi(x) with erf (PyTorch's default)."""
+        if approximate == "none":
+            return elementwise.GeluExact.apply(self._floating())
+        if approximate != "tanh":
+            raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+        return elementwise.Gelu.apply(self._floating())
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
         """log(1 + exp(beta x)) / beta, x itself where beta x > threshold (PyTorch's)."""
-        return elementwise.Softplus.apply(self, beta=float(beta), threshold=float(threshold))
+        return elementwise.Softplus.apply(self._floating(), beta=float(beta),
+                                          threshold=float(threshold))
 
     def square(self) -> Tensor:
         return self * self
 
     def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
+        if low is None and high is None:
+            raise ValueError("clip: at least one of 'low' (min) or 'high' (max) must not be None")
         return elementwise.Clip.apply(self, low=low, high=high)
 
     __add__ = add
@@ -451,7 +505,7 @@ class Tensor:
         return self._binary(elementwise.Mul, other, reverse=True)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return self._binary(elementwise.Div, other, reverse=True)
+        return self._binary(elementwise.Div, other, reverse=True, floating=True)
 
     def __rpow__(self, other: Any) -> Tensor:
         return self._binary(elementwise.Pow, other, reverse=True)
@@ -461,6 +515,252 @@ class Tensor:
 
     def __rmatmul__(self, other: Any) -> Tensor:
         return self._const(other).matmul(self)
+
+    # --- maths: trigonometric, logarithmic, rounding, remainders (ops/maths.py) ---------------
+    # Integer and boolean inputs to a floating-point function compute in float32, as in PyTorch.
+    def sin(self) -> Tensor:
+        return maths.Sin.apply(self._floating())
+
+    def cos(self) -> Tensor:
+        return maths.Cos.apply(self._floating())
+
+    def tan(self) -> Tensor:
+        return maths.Tan.apply(self._floating())
+
+    def asin(self) -> Tensor:
+        return maths.Asin.apply(self._floating())
+
+    def acos(self) -> Tensor:
+        return maths.Acos.apply(self._floating())
+
+    def atan(self) -> Tensor:
+        return maths.Atan.apply(self._floating())
+
+    def sinh(self) -> Tensor:
+        return maths.Sinh.apply(self._floating())
+
+    def cosh(self) -> Tensor:
+        return maths.Cosh.apply(self._floating())
+
+    arcsin, arccos, arctan = asin, acos, atan  # PyTorch's NumPy-style aliases
+
+    def reciprocal(self) -> Tensor:
+        return maths.Reciprocal.apply(self._floating())
+
+    def rsqrt(self) -> Tensor:
+        return maths.Rsqrt.apply(self._floating())
+
+    def log2(self) -> Tensor:
+        return maths.Log2.apply(self._floating())
+
+    def log1p(self) -> Tensor:
+        return maths.Log1p.apply(self._floating())
+
+    def exp2(self) -> Tensor:
+        return maths.Exp2.apply(self._floating())
+
+    def expm1(self) -> Tensor:
+        return maths.Expm1.apply(self._floating())
+
+    def erf(self) -> Tensor:
+        return maths.Erf.apply(self._floating())
+
+    def _rounding(self, fn: str, decimals: int = 0) -> Tensor:
+        if self.dtype.kind != "f":  # integers and booleans are whole already: a copy, off tape
+            data = self._backend.xp.sign(self._data) if fn == "sign" and self.dtype.kind != "b" \
+                else self._data.copy()
+            return Tensor._wrap(data, self._backend, self._device, False)
+        return maths.Rounding.apply(self, fn=fn, decimals=int(decimals))
+
+    def floor(self) -> Tensor:
+        return self._rounding("floor")
+
+    def ceil(self) -> Tensor:
+        return self._rounding("ceil")
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Half to even, as PyTorch and NumPy; `decimals` places (negative: tens, hundreds)."""
+        return self._rounding("round", decimals)
+
+    def trunc(self) -> Tensor:
+        return self._rounding("trunc")
+
+    fix = trunc
+
+    def sign(self) -> Tensor:
+        return self._rounding("sign")
+
+    def isnan(self) -> Tensor:
+        return Tensor._wrap(self._backend.xp.isnan(self._data), self._backend, self._device, False)
+
+    def isinf(self) -> Tensor:
+        return Tensor._wrap(self._backend.xp.isinf(self._data), self._backend, self._device, False)
+
+    def isfinite(self) -> Tensor:
+        return Tensor._wrap(self._backend.xp.isfinite(self._data), self._backend, self._device,
+                            False)
+
+    def atan2(self, other: Any) -> Tensor:
+        """The angle of the point (other, self), in (-pi, pi]."""
+        return self._binary(maths.Atan2, other, floating=True)
+
+    arctan2 = atan2
+
+    def fmod(self, other: Any) -> Tensor:
+        """self - trunc(self / other) * other: the sign of self (C's fmod)."""
+        return self._binary(maths.Fmod, other)
+
+    def remainder(self, other: Any) -> Tensor:
+        """self - floor(self / other) * other: the sign of other (Python's %)."""
+        return self._binary(maths.Remainder, other)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        """floor(self / other); integers stay integers (and a zero divisor raises)."""
+        return self._binary(maths.FloorDivide, other)
+
+    def _div_rounded(self, other: Any, rounding_mode: str | None, reverse: bool = False) -> Tensor:
+        """div with PyTorch's rounding_mode: None (true division), "trunc" or "floor"."""
+        if rounding_mode is None:
+            return self._binary(elementwise.Div, other, reverse=reverse, floating=True)
+        ops = {"trunc": maths.TruncDivide, "floor": maths.FloorDivide}
+        if rounding_mode not in ops:
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got "
+                             f"{rounding_mode!r}")
+        return self._binary(ops[rounding_mode], other, reverse=reverse)
+
+    __mod__ = remainder
+    __floordiv__ = floor_divide
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return self._binary(maths.Remainder, other, reverse=True)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return self._binary(maths.FloorDivide, other, reverse=True)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two axes from diagonal `diagonal` down; zeros above."""
+        return self._triangle(False, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """The upper triangle of the last two axes from diagonal `diagonal` up; zeros below."""
+        return self._triangle(True, diagonal)
+
+    def _triangle(self, upper: bool, diagonal: int) -> Tensor:
+        name = "triu" if upper else "tril"
+        if self.ndim < 2:
+            raise ValueError(f"{name}: the tensor needs at least 2 dimensions, got shape "
+                             f"{self.shape}")
+        if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+            raise TypeError(f"{name}: diagonal must be an int, got {diagonal!r}")
+        return maths.Triangle.apply(self, upper=upper, diagonal=int(diagonal))
+
+    # --- named comparisons and logic (no gradient, boolean results) -------------------------
+    def eq(self, other: Any) -> Tensor:
+        return self._compare(other, "equal")
+
+    def ne(self, other: Any) -> Tensor:
+        return self._compare(other, "not_equal")
+
+    def lt(self, other: Any) -> Tensor:
+        return self._compare(other, "less")
+
+    def le(self, other: Any) -> Tensor:
+        return self._compare(other, "less_equal")
+
+    def gt(self, other: Any) -> Tensor:
+        return self._compare(other, "greater")
+
+    def ge(self, other: Any) -> Tensor:
+        return self._compare(other, "greater_equal")
+
+    greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+    def equal(self, other: Tensor) -> bool:
+        """True when both have the same shape and elements (torch.equal)."""
+        return self.shape == other.shape and bool(self._compare(other, "equal")._data.all())
+
+    def logical_and(self, other: Any) -> Tensor:
+        return self._compare(other, "logical_and")
+
+    def logical_or(self, other: Any) -> Tensor:
+        return self._compare(other, "logical_or")
+
+    def logical_xor(self, other: Any) -> Tensor:
+        return self._compare(other, "logical_xor")
+
+    def logical_not(self) -> Tensor:
+        out = self._backend.xp.logical_not(self._data)
+        return Tensor._wrap(out, self._backend, self._device, False)
+
+    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+                equal_nan: bool = False) -> Tensor:
+        """|self - other| <= atol + rtol |other| elementwise (equal infinities are close; NaNs
+        only with equal_nan); PyTorch's defaults."""
+        if rtol < 0 or atol < 0:
+            raise ValueError(f"isclose: rtol and atol must be non-negative, got {rtol}, {atol}")
+        other_data = other._data if isinstance(other, Tensor) else other
+        if isinstance(other_data, np.ndarray):
+            other_data = self._backend.asarray(other_data)
+        try:
+            out = self._backend.xp.isclose(self._data, other_data, rtol=rtol, atol=atol,
+                                           equal_nan=equal_nan)
+        except ValueError:
+            _check_broadcast("isclose", self.shape, getattr(other_data, "shape", ()))
+            raise
+        return Tensor._wrap(out, self._backend, self._device, False)
+
+    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> bool:
+        """isclose everywhere: a Python bool."""
+        return bool(self.isclose(other, rtol, atol, equal_nan)._data.all())
+
+    # --- more activations (ops/elementwise.py, registered in ACTIVATIONS) -------------------
+    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+        return elementwise.LeakyRelu.apply(self._floating(), negative_slope=float(negative_slope))
+
+    def elu(self, alpha: float = 1.0) -> Tensor:
+        return elementwise.Elu.apply(self._floating(), alpha=float(alpha))
+
+    def selu(self) -> Tensor:
+        return elementwise.Selu.apply(self._floating())
+
+    def silu(self) -> Tensor:
+        """x * sigmoid(x), also called swish."""
+        return elementwise.Silu.apply(self._floating())
+
+    swish = silu
+
+    def mish(self) -> Tensor:
+        return elementwise.Mish.apply(self._floating())
+
+    def softsign(self) -> Tensor:
+        return elementwise.Softsign.apply(self._floating())
+
+    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+        if min_val > max_val:
+            raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+        return elementwise.Hardtanh.apply(self._floating(), min_val=float(min_val),
+                                          max_val=float(max_val))
+
+    def relu6(self) -> Tensor:
+        return elementwise.Relu6.apply(self._floating())
+
+    def hardsigmoid(self) -> Tensor:
+        return elementwise.Hardsigmoid.apply(self._floating())
+
+    def hardswish(self) -> Tensor:
+        return elementwise.Hardswish.apply(self._floating())
+
+    def glu(self, dim: int = -1) -> Tensor:
+        """a * sigmoid(b) for the two halves a, b of axis `dim` (torch's F.glu)."""
+        if self.ndim == 0:
+            raise ValueError("glu: a 0-d tensor has no dimension to halve")
+        axis = _one_axis("glu", dim, self.ndim)
+        if self.shape[axis] % 2:
+            raise ValueError(f"glu: dimension {dim} of shape {self.shape} has odd size "
+                             f"{self.shape[axis]}; it must halve")
+        a, b = self.chunk(2, axis) if self.shape[axis] else (self, self)
+        return a * b.sigmoid()
 
     # --- comparisons: no gradient, boolean results ------------------------------------------
     def _compare(self, other: Any, ufunc: str) -> Tensor:
@@ -492,32 +792,76 @@ class Tensor:
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return self._compare(other, "not_equal")
 
+    @_dim_aliases
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        out = self._backend.xp.argmax(self._data, axis=axis, keepdims=keepdims)
+        """Index of the (first) maximum along `axis`, or in the flattened tensor (int64)."""
+        return self._arg("argmax", axis, keepdims)
+
+    @_dim_aliases
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """Index of the (first) minimum along `axis`, or in the flattened tensor (int64)."""
+        return self._arg("argmin", axis, keepdims)
+
+    def _arg(self, fn: str, axis: int | None, keepdims: bool) -> Tensor:
+        if axis is not None:
+            axis = _one_axis(fn, axis, max(self.ndim, 1))
+        if self.size == 0 and (axis is None or self.shape[axis] == 0):
+            raise ValueError(f"{fn}: cannot reduce an empty tensor of shape {self.shape}")
+        data = self._data if self.ndim else self._data.reshape(1)
+        out = getattr(self._backend.xp, fn)(data, axis=axis, keepdims=keepdims and self.ndim > 0)
+        out = out.astype(np.int64, copy=False).reshape(out.shape if self.ndim else ())
         return Tensor._wrap(out, self._backend, self._device, False)
 
     # --- reductions ------------------------------------------------------------------------
+    @_dim_aliases
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         return reduce.Sum.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
 
+    @_dim_aliases
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         axes = _as_axes(axis, self.ndim)
         count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
-        return self.sum(axes, keepdims) * (1.0 / max(count, 1))
+        # over nothing: 0 * nan = nan, as torch (not 0)
+        return self._floating().sum(axes, keepdims) * (1.0 / count if count else float("nan"))
 
+    @_dim_aliases
     def var(
         self, axis: int | Sequence[int] | None = None, keepdims: bool = False, ddof: int = 0
     ) -> Tensor:
         axes = _as_axes(axis, self.ndim)
         count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
-        centred = self - self.mean(axes, keepdims=True)
-        return (centred * centred).sum(axes, keepdims) * (1.0 / max(count - ddof, 1))
+        centred = self._floating() - self.mean(axes, keepdims=True)
+        # ddof >= n divides by 0, as torch: inf (nan where the squares sum to 0)
+        scale = 1.0 / (count - ddof) if count > ddof else float("inf")
+        return (centred * centred).sum(axes, keepdims) * scale
 
-    def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return reduce.Max.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+    def max(self, axis: int | Sequence[int] | Tensor | None = None, keepdims: bool = False, *,
+            dim: int | None = None, keepdim: bool | None = None) -> Any:
+        """The house form, max(axis, keepdims): the values (ties share the gradient). torch's
+        form, max(dim=d): the namedtuple (values, indices) along d, the gradient going to the
+        index. max(tensor): the elementwise maximum, as torch.max(a, b)."""
+        return self._extreme(True, axis, keepdims, dim, keepdim)
 
-    def min(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return -((-self).max(axis, keepdims))
+    def min(self, axis: int | Sequence[int] | Tensor | None = None, keepdims: bool = False, *,
+            dim: int | None = None, keepdim: bool | None = None) -> Any:
+        """As max: min(axis, keepdims) values; min(dim=d) (values, indices); min(tensor)."""
+        return self._extreme(False, axis, keepdims, dim, keepdim)
+
+    def _extreme(self, largest: bool, axis: Any, keepdims: bool, dim: int | None,
+                 keepdim: bool | None) -> Any:
+        keepdims = keepdims if keepdim is None else keepdim
+        if isinstance(axis, Tensor):
+            return self.maximum(axis) if largest else self.minimum(axis)
+        if dim is None:
+            fn = reduce.Max if largest else reduce.Min
+            return fn.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+        if axis is not None:
+            raise TypeError(f"{'max' if largest else 'min'}: give axis or dim, not both")
+        indices = (self.argmax if largest else self.argmin)(dim, keepdims=True)
+        values = self.gather(dim, indices)
+        if not keepdims and self.ndim:
+            values, indices = values.squeeze(dim), indices.squeeze(dim)
+        return indexing.ValuesIndices(values, indices)
 
     # --- movement --------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
@@ -527,9 +871,17 @@ class Tensor:
     def view(self, *shape: int | Sequence[int]) -> Tensor:
         return self.reshape(*shape)
 
-    def flatten(self, start_dim: int = 0) -> Tensor:
-        start = start_dim % max(self.ndim, 1)
-        return self.reshape(*self.shape[:start], -1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge the axes start_dim..end_dim into one (torch.flatten); a 0-d tensor becomes 1-D."""
+        if self.ndim == 0:
+            _one_axis("flatten", start_dim, 1), _one_axis("flatten", end_dim, 1)
+            return self.reshape(1)
+        start, end = _one_axis("flatten", start_dim, self.ndim), _one_axis("flatten", end_dim,
+                                                                          self.ndim)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        return self.reshape(*self.shape[:start], -1 if self.size else
+                            int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
 
     def permute(self, *axes: int | Sequence[int]) -> Tensor:
         order = tuple(axes[0]) if len(axes) == 1 and not isinstance(axes[0], int) else axes
@@ -557,19 +909,27 @@ class Tensor:
         return movement.Expand.apply(self, shape=target)
 
     def unsqueeze(self, axis: int) -> Tensor:
-        axis = axis % (self.ndim + 1)
+        axis = _one_axis("unsqueeze", axis, self.ndim + 1)
         return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
 
-    def squeeze(self, axis: int | None = None) -> Tensor:
+    def squeeze(self, axis: int | Sequence[int] | None = None) -> Tensor:
+        """Drop size-1 axes: all of them, or those of `axis` (one or several) that have size 1
+        (torch.squeeze; a 0-d tensor's axis 0/-1 is itself)."""
         if axis is None:
             return self.reshape(*[s for s in self.shape if s != 1])
-        axis = axis % self.ndim
-        if self.shape[axis] != 1:
-            return self
-        return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
+        axes = _as_axes(axis, self.ndim) or ()
+        return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in axes and s == 1)])
 
     def __getitem__(self, index: Any) -> Tensor:
-        return movement.GetItem.apply(self, index=_normalise_index(index, self._backend))
+        """NumPy's indexing, except that integers are applied before index arrays, as torch
+        does: x[0, :, [0, 2]] on (2, 3, 4) is (3, 2) (NumPy: (2, 3))."""
+        index = _normalise_index(index, self._backend)
+        two_step = movement.split_torch_index(index, self.ndim)
+        if two_step is not None:
+            basic, advanced = two_step
+            return movement.GetItem.apply(movement.GetItem.apply(self, index=basic),
+                                          index=advanced)
+        return movement.GetItem.apply(self, index=index)
 
     def unbind(self, axis: int = 0) -> list[Tensor]:
         """The slices along `axis`, without it (torch.unbind); one node, O(size) backward."""
@@ -579,9 +939,240 @@ class Tensor:
         """Pieces of ceil(n / chunks) along `axis` (torch.chunk); one node, O(size) backward."""
         return split.chunk(self, chunks, axis)
 
-    def pad(self, widths: Sequence[tuple[int, int]]) -> Tensor:
-        """Zero padding, NumPy's pad_width convention (one (before, after) pair per axis)."""
-        return movement.Pad.apply(self, widths=tuple((int(a), int(b)) for a, b in widths))
+    def pad(self, widths: Sequence[tuple[int, int]], mode: str = "constant",
+            value: float = 0.0) -> Tensor:
+        """Padding with NumPy's pad_width convention: one (before, after) pair per axis (F.pad
+        takes torch's flat last-axis-first spec). mode: constant (`value`; negative widths
+        crop), reflect, replicate, circular."""
+        pairs = movement.pad_widths(widths, self.shape, mode)
+        if mode != "constant" and value != 0.0:
+            raise ValueError(f"pad: value is for mode='constant', not {mode!r}")
+        grow = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pairs)
+        out = movement.Pad.apply(self, widths=grow, mode=mode, value=float(value)) \
+            if any(lo or hi for lo, hi in grow) else self
+        if any(lo < 0 or hi < 0 for lo, hi in pairs):  # crop
+            out = out[tuple(slice(-min(lo, 0), n - (-min(hi, 0)))
+                            for (lo, hi), n in zip(pairs, out.shape))]
+        return out
+
+    # --- reductions, movement and indexing in torch's spelling (ops/reduce.py, movement.py,
+    # indexing.py, split.py); `dim`/`keepdim` are aliases of the house `axis`/`keepdims` --------
+    @_dim_aliases
+    def prod(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        """Product over `axis` (all: None); exact gradients where elements are zero."""
+        return reduce.Prod.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+
+    def std(self, *args: Any, **kw: Any) -> Tensor:
+        """sqrt(var(...)), with var's arguments and conventions."""
+        return self.var(*args, **kw).sqrt()
+
+    def var_mean(self, *args: Any, **kw: Any) -> tuple[Tensor, Tensor]:
+        """(var, mean) over the same axes (torch.var_mean)."""
+        return self.var(*args, **kw), self._mean_like(*args, **kw)
+
+    def std_mean(self, *args: Any, **kw: Any) -> tuple[Tensor, Tensor]:
+        """(std, mean) over the same axes (torch.std_mean)."""
+        return self.std(*args, **kw), self._mean_like(*args, **kw)
+
+    def _mean_like(self, axis: Any = None, keepdims: bool = False, *_: Any, dim: Any = None,
+                   keepdim: bool | None = None, **__: Any) -> Tensor:
+        axis = dim if dim is not None else axis
+        return self.mean(axis, keepdims if keepdim is None else keepdim)
+
+    def _boolean(self, fn: str, axis: Any, keepdims: bool) -> Tensor:
+        out = getattr(self._backend.xp, fn)(self._data, axis=_as_axes(axis, self.ndim),
+                                             keepdims=keepdims)
+        return Tensor._wrap(self._backend.xp.asarray(out, dtype=bool), self._backend,
+                            self._device, False)
+
+    @_dim_aliases
+    def all(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        """Whether every element (over `axis`) is non-zero: a bool tensor, no gradient."""
+        return self._boolean("all", axis, keepdims)
+
+    @_dim_aliases
+    def any(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        """Whether some element (over `axis`) is non-zero: a bool tensor, no gradient."""
+        return self._boolean("any", axis, keepdims)
+
+    @_dim_aliases
+    def logsumexp(self, axis: int | Sequence[int] | None = None, keepdims: bool = False
+                  ) -> Tensor:
+        """log(sum(exp(x))) over `axis`, shifted by the maximum (no overflow)."""
+        return reduce.LogSumExp.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
+
+    def _scan(self, fn: type[Function], name: str, axis: int | None, dim: int | None) -> Tensor:
+        axis = dim if dim is not None else axis
+        if axis is None:
+            raise TypeError(f"{name}: needs the axis (dim) to accumulate along")
+        if self.ndim == 0:
+            _one_axis(name, axis, 1)
+            return fn.apply(self.reshape(1), axis=0).reshape(())
+        return fn.apply(self, axis=_one_axis(name, axis, self.ndim))
+
+    def cumsum(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+        """Running sum along `axis` (torch.cumsum(x, dim))."""
+        return self._scan(reduce.CumSum, "cumsum", axis, dim)
+
+    def cumprod(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+        """Running product along `axis` (torch.cumprod(x, dim)); exact gradients with zeros."""
+        return self._scan(reduce.CumProd, "cumprod", axis, dim)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        """(values, indices) along dim (torch.sort); always stable."""
+        return indexing.sort(self, dim, descending, stable)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        """Indices that sort along dim (torch.argsort); always stable."""
+        return indexing.argsort(self, dim, descending, stable)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+        """(values, indices) of the k largest (smallest) along dim (torch.topk)."""
+        return indexing.topk(self, k, dim, largest, sorted)
+
+    def norm(self, p: float | str = 2, dim: int | Sequence[int] | None = None,
+             keepdim: bool = False) -> Tensor:
+        """The vector p-norm over `dim` (all: None): p = 2 (or 'fro'), 1, inf, -inf, 0 or any
+        other number (torch.norm; matrix norms such as 'nuc' are not here). The gradient at
+        a zero vector is 0, as torch's."""
+        if p == "fro":
+            p = 2
+        if isinstance(p, str):
+            raise ValueError(f"norm: p must be a number or 'fro', got {p!r}")
+        a = self.abs()
+        if p == float("inf"):
+            return a.max(dim, keepdim)
+        if p == float("-inf"):
+            return a.min(dim, keepdim)
+        if p == 0:
+            return (self != 0).astype(self.dtype if self.dtype.kind == "f" else np.float32).sum(
+                dim, keepdim)
+        if p == 1:
+            return a.sum(dim, keepdim)
+        s = (self * self if p == 2 else a ** p).sum(dim, keepdim)
+        zero = s == 0  # no gradient through s ** (1/p) at 0 (it is infinite there)
+        return where(zero, 0.0, where(zero, 1.0, s) ** (1.0 / p))
+
+    def flip(self, *dims: int | Sequence[int]) -> Tensor:
+        """Reverse the order along `dims` (torch.flip)."""
+        axes = dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims
+        return movement.Flip.apply(self, axes=_as_axes(axes, self.ndim) or ())  # type: ignore
+
+    def roll(self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None
+             ) -> Tensor:
+        """Shift cyclically along `dims` (None: over the flattened tensor, shape kept)."""
+        many = not isinstance(shifts, (int, np.integer))
+        shift = tuple(int(s) for s in shifts) if many else (int(shifts),)  # type: ignore
+        if dims is None:
+            if len(shift) != 1:
+                raise ValueError("roll: without dims, shifts must be one int")
+            return movement.Roll.apply(self, shifts=shift, axes=None)
+        axes = tuple(dims) if not isinstance(dims, (int, np.integer)) else (int(dims),)
+        if len(axes) != len(shift):
+            raise ValueError(f"roll: shifts {shifts} and dims {dims} differ in length")
+        axes = tuple(_one_axis("roll", a, max(self.ndim, 1)) for a in axes)
+        if self.ndim == 0:
+            return self
+        return movement.Roll.apply(self, shifts=shift, axes=axes)
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        """Tile the whole tensor sizes[i] times along each axis, new leading axes for extra
+        sizes (torch.repeat; NumPy's tile). Built from reshape and expand."""
+        reps = tuple(sizes[0]) if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+        reps = tuple(int(r) for r in reps)  # type: ignore
+        if len(reps) < self.ndim:
+            raise ValueError(f"repeat: {len(reps)} sizes for a tensor with {self.ndim} "
+                             "dimensions; give at least one per dimension")
+        if any(r < 0 for r in reps):
+            raise ValueError(f"repeat: sizes must not be negative, got {reps}")
+        shape = (1,) * (len(reps) - self.ndim) + self.shape
+        x = self.reshape(*[d for s in shape for d in (1, s)])  # (1, s0, 1, s1, ...)
+        x = x.expand(*[d for r, s in zip(reps, shape) for d in (r, s)])  # (r0, s0, r1, s1, ...)
+        return x.reshape(*[r * s for r, s in zip(reps, shape)])
+
+    def tile(self, *dims: int | Sequence[int]) -> Tensor:
+        """repeat, with fewer sizes than dimensions read as leading 1s (torch.tile)."""
+        reps = tuple(dims[0]) if len(dims) == 1 and not isinstance(dims[0], int) else dims
+        return self.repeat(*((1,) * (self.ndim - len(reps)) + tuple(reps)))  # type: ignore
+
+    def repeat_interleave(self, repeats: Any, dim: int | None = None) -> Tensor:
+        """Each element (or slice along dim) repeated in place (torch.repeat_interleave)."""
+        return indexing.repeat_interleave(self, repeats, dim)
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        """out[i][j][k] = self[i][index[i][j][k]][k] for dim 1 (torch.gather)."""
+        return indexing.gather(self, dim, index)
+
+    def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None,
+                reduce: str | None = None) -> Tensor:
+        """A copy with src (or `value`) written at index along dim (torch.scatter)."""
+        return indexing.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+        """A copy with src added at index along dim, repeats adding up (torch.scatter_add)."""
+        return indexing.scatter_add(self, dim, index, src)
+
+    def scatter_reduce(self, dim: int, index: Any, src: Any, reduce: str,
+                       include_self: bool = True) -> Tensor:
+        """A copy with src reduced in at index along dim: sum, prod, mean, amax, amin."""
+        return indexing.scatter_reduce(self, dim, index, src, reduce, include_self)
+
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        """The slices at the 1-D `index` along dim (torch.index_select)."""
+        return indexing.index_select(self, dim, index)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """`value` where mask (broadcast) is True, self elsewhere (no gradient where filled)."""
+        return where(mask, value, self)
+
+    def masked_select(self, mask: Any) -> Tensor:
+        """The elements where mask (broadcast) is True, as a 1-D tensor."""
+        return indexing.masked_select(self, mask)
+
+    def nonzero(self, as_tuple: bool = False) -> Any:
+        """Indices of the non-zero elements: (n, ndim) int64, or a tuple of ndim 1-D tensors."""
+        return indexing.nonzero(self, as_tuple)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """The `length` elements from `start` along dim (a view in torch, a slice here)."""
+        axis = _one_axis("narrow", dim, self.ndim)
+        n = self.shape[axis]
+        start = start + n if -n <= start < 0 else start
+        if not 0 <= start <= n or length < 0 or start + length > n:
+            raise IndexError(f"narrow: start {start} and length {length} do not fit dimension "
+                             f"{axis} of size {n}")
+        return self[(slice(None),) * axis + (slice(start, start + length),)]
+
+    def movedim(self, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+        """Move axes to new positions, the others keeping their order (torch.movedim)."""
+        src = (source,) if isinstance(source, (int, np.integer)) else tuple(source)
+        dst = (destination,) if isinstance(destination, (int, np.integer)) else tuple(destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: source {source} and destination {destination} differ "
+                             "in length")
+        src = tuple(_one_axis("movedim", a, self.ndim) for a in src)
+        dst = tuple(_one_axis("movedim", a, self.ndim) for a in dst)
+        if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError("movedim: repeated dims in source or destination")
+        rest = iter(a for a in range(self.ndim) if a not in src)
+        where_to = dict(zip(dst, src))
+        return self.permute([where_to[i] if i in where_to else next(rest)
+                             for i in range(self.ndim)])
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        """Swap two axes (torch.swapaxes / transpose(dim0, dim1), both checked)."""
+        a, b = _one_axis("swapaxes", axis0, self.ndim), _one_axis("swapaxes", axis1, self.ndim)
+        order = list(range(self.ndim))
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order) if a != b else self
+
+    swapdims = swapaxes
+
+    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> list[Tensor]:
+        """Pieces of split_size along dim, or of the listed sizes (torch.split); one node."""
+        return split.split(self, split_size_or_sections, dim)
 
     # --- linear algebra ---------------------------------------------------------------------
     def matmul(self, other: Any) -> Tensor:
@@ -621,10 +1212,14 @@ class Tensor:
 
     # --- nn --------------------------------------------------------------------------------
     def softmax(self, axis: int = -1) -> Tensor:
-        return nn.Softmax.apply(self, axis=_one_axis("softmax", axis, self.ndim))
+        if self.ndim == 0:  # torch: dim 0/-1 of a 0-d tensor is the tensor itself
+            return self.reshape(1).softmax(_one_axis("softmax", axis, 1)).reshape(())
+        return nn.Softmax.apply(self._floating(), axis=_one_axis("softmax", axis, self.ndim))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return nn.LogSoftmax.apply(self, axis=_one_axis("log_softmax", axis, self.ndim))
+        if self.ndim == 0:  # torch: dim 0/-1 of a 0-d tensor is the tensor itself
+            return self.reshape(1).log_softmax(_one_axis("log_softmax", axis, 1)).reshape(())
+        return nn.LogSoftmax.apply(self._floating(), axis=_one_axis("log_softmax", axis, self.ndim))
 
     # --- constructors ------------------------------------------------------------------------
     @staticmethod

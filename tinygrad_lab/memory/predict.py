@@ -80,7 +80,7 @@ def optimizer_state_bytes(optimizer: Any, params: Sequence[Tensor]) -> int:
     if isinstance(optimizer, optim.SGD):
         return own if optimizer.momentum else 0
     if isinstance(optimizer, optim.RMSprop):
-        return own * (2 if optimizer.momentum else 1)
+        return own * (1 + bool(optimizer.momentum) + bool(optimizer.centered))
     if isinstance(optimizer, optim.Adagrad):
         return own
     return sum(int(getattr(v, "nbytes", 0)) for p in optimizer.params  # another optimizer:

@@ -28,11 +28,56 @@ from tinygrad_lab.nn.layers import (
     Softmax,
     Tanh,
 )
+from tinygrad_lab.nn.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CosineSimilarity,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from tinygrad_lab.nn.module import Module, Parameter
-from tinygrad_lab.nn.norm import LayerNorm, RMSNorm
+from tinygrad_lab.nn.norm import (
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+    RMSNorm,
+)
 from tinygrad_lab.nn.recurrent import GRU, LSTM, RNN
+from tinygrad_lab.nn.spatial import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    Conv1d,
+    ConvTranspose2d,
+    Upsample,
+)
+from tinygrad_lab.nn.torch_layout import from_torch
 
 __all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CosineSimilarity",
+    "CrossEntropyLoss",
+    "HuberLoss",
+    "KLDivLoss",
+    "L1Loss",
+    "MSELoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "Conv1d",
+    "ConvTranspose2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "Upsample",
+    "from_torch",
     "GELU",
     "GRU",
     "LSTM",

@@ -16,7 +16,6 @@ from tinygrad_lab import ops
 from tinygrad_lab.nn import init
 from tinygrad_lab.nn.module import Module, Parameter
 from tinygrad_lab.ops.elementwise import check_activation
-from tinygrad_lab.random import generator
 from tinygrad_lab.tensor import Tensor
 
 IntPair = int | tuple[int, int]
@@ -42,13 +41,14 @@ def _check_output(op: str, x: Tensor, out: tuple[int, int]) -> None:
 
 # --- functional --------------------------------------------------------------------------------
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
-           padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1,
+           padding: IntPair | str = 0, dilation: IntPair = 1, groups: int = 1,
            activation: str | None = None) -> Tensor:
     """2-D cross-correlation: x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) ->
     (N, O, OH, OW), OH = (H + 2 PH - DH (KH - 1) - 1) // SH + 1 (as torch.nn.functional.conv2d).
 
     activation (None or a name in ops.elementwise.ACTIVATIONS: 'relu', 'tanh', ...) is applied
     in the same node (like Keras' Conv2D), saving a pass over the output forward and backward.
+    padding may also be 'valid' (none) or 'same' (stride 1; see spatial.string_padding).
     """
     _check_image("conv2d", x)
     check_activation(activation, "conv2d")
@@ -65,6 +65,10 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPai
         raise ValueError(f"conv2d: bias shape {bias.shape} != ({o},)")
     if x.dtype != weight.dtype:
         raise ValueError(f"conv2d: input dtype {x.dtype} != weight dtype {weight.dtype}")
+    if isinstance(padding, str):
+        from tinygrad_lab.nn.spatial import string_padding
+
+        x, padding = string_padding("conv2d", x, padding, (kh, kw), stride, dilation)
     s, p, d = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation",
                                                                              dilation, 1)
     _check_output("conv2d", x, (ops.conv.output_size(x.shape[2], kh, s[0], p[0], d[0]),
@@ -88,14 +92,26 @@ def _pool_args(op: str, x: Tensor, kernel_size: IntPair, stride: IntPair | None,
 
 
 def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None,
-               padding: IntPair = 0) -> Tensor:
-    """Max over KH x KW windows (stride defaults to the kernel size; padding never wins)."""
+               padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False) -> Tensor:
+    """Max over KH x KW windows (stride defaults to the kernel size; padding never wins).
+    dilation and ceil_mode as torch (ops/pool.py; the defaults run ops/conv.py's kernels)."""
+    if dilation != 1 or ceil_mode:
+        from tinygrad_lab.nn.spatial import pool2d
+
+        return pool2d("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     return ops.conv.MaxPool2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
 def avg_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None,
-               padding: IntPair = 0) -> Tensor:
-    """Mean over KH x KW windows, zero padding counted (PyTorch's count_include_pad=True)."""
+               padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> Tensor:
+    """Mean over KH x KW windows, zero padding counted (PyTorch's count_include_pad=True).
+    ceil_mode, count_include_pad and divisor_override as torch (ops/pool.py)."""
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        from tinygrad_lab.nn.spatial import pool2d
+
+        return pool2d("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode,
+                      count_include_pad, divisor_override)
     return ops.conv.AvgPool2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
 
 
@@ -144,8 +160,10 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Inverted dropout: zero each element with probability p, scale the rest by 1 / (1 - p).
 
-    The mask comes from tinygrad_lab.random.generator() (seeded by tl.manual_seed); the gradient
-    is the same mask. Identity when not training or p == 0.
+    The mask is drawn on x's device (`Backend.random`: the CPU's from
+    tinygrad_lab.random.generator(), a GPU's from its own generator, both seeded by
+    tl.manual_seed), never copied from the host; the gradient is the same mask. Identity when
+    not training or p == 0.
     """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
@@ -153,8 +171,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
-    keep = generator().random(x.shape, dtype=np.float32) >= p
-    mask = keep.astype(x.dtype) * np.asarray(1 / (1 - p), dtype=x.dtype)
+    keep = x._backend.random(x.shape, np.float32) >= p  # on x's device
+    mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - p))
     return x * x._const(mask)
 
 
@@ -165,7 +183,7 @@ class Conv2d(Module):
     name in ops.elementwise.ACTIVATIONS) fuses the nonlinearity that follows into the same node."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair,
-                 stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+                 stride: IntPair = 1, padding: IntPair | str = 0, dilation: IntPair = 1,
                  groups: int = 1, bias: bool = True, activation: str | None = None,
                  dtype: Any = np.float32) -> None:
         super().__init__()
@@ -181,7 +199,10 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kh, kw)
         self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"Conv2d: padding must be an int, a pair, 'same' or 'valid', got "
+                             f"{padding!r}")
+        self.padding = padding if isinstance(padding, str) else _pair("padding", padding, 0)
         self.dilation = _pair("dilation", dilation, 1)
         self.groups = groups
         fan_in = in_channels // groups * kh * kw
@@ -202,21 +223,41 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
+    """torch.nn.MaxPool2d (without return_indices)."""
+
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
-                 padding: IntPair = 0) -> None:
+                 padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
-        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                          self.ceil_mode)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                f", dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class AvgPool2d(MaxPool2d):
+class AvgPool2d(Module):
+    """torch.nn.AvgPool2d."""
+
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
+                 padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
     def forward(self, x: Tensor) -> Tensor:
-        return avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                          self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                f", ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad}")
 
 
 class _BatchNorm(Module):

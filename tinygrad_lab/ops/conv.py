@@ -26,6 +26,7 @@ from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 from tinygrad_lab.ops import elementwise
 from tinygrad_lab.ops.linalg import bias_act_forward
+from tinygrad_lab.ops.scatter import add_at
 
 Pair = tuple[int, int]
 
@@ -36,8 +37,12 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def _windows(xp: Any, x: Array, shape: tuple[int, ...], strides: tuple[int, ...]) -> Array:
-    """A strided read-only view of x (no copy)."""
-    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    """A strided view of x (no copy), read-only where the array type has the flag (NumPy's;
+    CuPy's as_strided takes no `writeable` and its arrays have no such flag)."""
+    view = xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+    if hasattr(view.flags, "writeable"):
+        view.flags.writeable = False
+    return view
 
 
 def _pad_hw(xp: Any, x: Array, padding: Pair, value: float = 0.0) -> Array:
@@ -92,7 +97,8 @@ class Conv2d(Function):
         if g == 1:
             y = w.reshape(o, -1) @ cols  # (O, N*L)
         else:
-            y = w.reshape(g, o // g, -1) @ cols.reshape(g, -1, n * oh * ow)  # (G, O/G, N*L)
+            cols3 = cols.reshape(g, cols.shape[0] // g, n * oh * ow)  # no -1: N may be 0
+            y = w.reshape(g, o // g, -1) @ cols3  # (G, O/G, N*L)
         self.workspace(cols, y)  # counted while they live, saved or not
         act = self.activation
         if act and elementwise.ACTIVATIONS[act].keeps == "input":  # its backward needs the input
@@ -122,12 +128,13 @@ class Conv2d(Function):
             if need_x:
                 gcols = w.reshape(o, -1).T @ g2  # (C*KH*KW, N*L)
         else:
-            g3 = g2.reshape(g, o // g, -1)  # (G, O/G, N*L)
+            g3 = g2.reshape(g, o // g, n * oh * ow)  # (G, O/G, N*L): no -1, N may be 0
             if need_w:
-                gw = (g3 @ cols.reshape(g, -1, n * oh * ow).transpose(0, 2, 1)).reshape(w_shape)
+                gw = (g3 @ cols.reshape(g, cols.shape[0] // g, n * oh * ow).transpose(0, 2, 1)
+                      ).reshape(w_shape)
             if need_x:
                 gcols = w.reshape(g, o // g, -1).transpose(0, 2, 1) @ g3  # (G, C/G*KH*KW, N*L)
-                gcols = gcols.reshape(-1, n * oh * ow)  # (C*KH*KW, N*L)
+                gcols = gcols.reshape(g * gcols.shape[1], n * oh * ow)  # (C*KH*KW, N*L)
         if need_x:
             self.workspace(gcols)
             gx = self.call("col2im", gcols, x_shape, self.kernel_size, self.stride, self.padding,
@@ -305,7 +312,7 @@ def maxpool2d_backward(g: Array, idx: Array, x_shape: tuple[int, int, int, int])
     gx = xp.zeros((n * c, h * w), dtype=g.dtype)
     m = g.shape[2] * g.shape[3]  # OH*OW
     planes = xp.arange(n * c).reshape(n * c, 1)
-    xp.add.at(gx, (planes, idx.reshape(n * c, m)), g.reshape(n * c, m))
+    add_at(gx, (planes, idx.reshape(n * c, m)), g.reshape(n * c, m))
     return gx.reshape(x_shape)
 
 

@@ -6,6 +6,7 @@ reference body; the references below are the definition of the maths.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -118,7 +119,8 @@ class PowScalar(Function):
 
 
 class Pow(Function):
-    """z = a ** b;  dz/da = b * a**(b-1),  dz/db = z * log(a) (a > 0 where b needs a gradient)."""
+    """z = a ** b;  dz/da = b * a**(b-1) (0 where b = 0),  dz/db = z * log(a) (0 where a = 0
+    and b >= 0). The masks are PyTorch's: they keep 0 * inf = nan out of 0 ** b and a ** 0."""
 
     flops_per_element = (1, (4, 3))  # a: b - 1, pow, two products; b: log, two products
 
@@ -130,8 +132,16 @@ class Pow(Function):
 
     def backward(self, g: Array) -> tuple[Array | None, Array | None]:
         a, b, z = self.saved
-        ga = g * b * a ** (b - 1) if b is not None else None
-        gb = g * z * self.xp.log(a) if z is not None else None
+        xp = self.xp
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ga = xp.where(b == 0, 0, g * b * a ** (b - 1)).astype(g.dtype, copy=False)
+        if z is not None:
+            # at a = 0, z = 0 ** b is finite exactly where b >= 0: no need to keep b for this
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = xp.where((a == 0) & xp.isfinite(z), 0, g * z * xp.log(a)).astype(
+                    g.dtype, copy=False)
         return ga, gb
 
 
@@ -245,6 +255,17 @@ class Maximum(Function):
         need_a, need_b = self.needs_input_grad
         share_a = (a > b) + 0.5 * (a == b)
         return (g * share_a if need_a else None), (g * (1.0 - share_a) if need_b else None)
+
+
+class Minimum(Maximum):
+    """z = min(a, b) (not -max(-a, -b): wrong on unsigned integers and the most negative
+    integer);  the gradient goes to the smaller input, split evenly on ties."""
+
+    flops, backward_flops = Maximum.flops, Maximum.backward_flops  # the same count as Maximum's
+
+    def forward(self, a: Array, b: Array) -> Array:
+        self.save(b, a)  # Maximum's backward with the roles swapped: the smaller one wins
+        return self.xp.minimum(a, b)
 
 
 class Where(Function):
@@ -422,6 +443,303 @@ def softplus_backward(g: Array, x: Array, beta: float = 1.0, threshold: float = 
         g.dtype, copy=False)
 
 
+# --- more activations: PyTorch's, each a named forward / backward pair kept on its input ---------
+from tinygrad_lab.ops.maths import erf  # noqa: E402  (erf lives with the other special functions)
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class LeakyRelu(Function):
+    """z = a where a > 0, else negative_slope * a;  dz/da = 1 or negative_slope."""
+
+    flops_per_element = (3, 3)  # compare, product, select; the same backward
+
+    negative_slope: float
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("leaky_relu_forward", a, self.negative_slope)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("leaky_relu_backward", g, a, self.negative_slope),)
+
+
+class Elu(Function):
+    """z = a where a > 0, else alpha (exp(a) - 1);  dz/da = 1, else alpha exp(a)."""
+
+    flops_per_element = (4, 4)  # compare, expm1, product, select; compare, exp, 2 products
+
+    alpha: float
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("elu_forward", a, self.alpha)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("elu_backward", g, a, self.alpha),)
+
+
+class Selu(Function):
+    """z = scale * elu(a, alpha) with the self-normalising constants of Klambauer et al."""
+
+    flops_per_element = (5, 5)  # elu's, and the scale
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("selu_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("selu_backward", g, a),)
+
+
+class Silu(Function):
+    """z = a sigmoid(a) (swish);  dz/da = s (1 + a (1 - s)) with s = sigmoid(a) recomputed."""
+
+    flops_per_element = (5, 9)  # sigmoid 4, product; sigmoid 4, 1 - s, a *, 1 +, s *, g *
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("silu_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("silu_backward", g, a),)
+
+
+class Mish(Function):
+    """z = a tanh(softplus(a));  dz/da = t + a sigmoid(a) (1 - t**2), t = tanh(softplus(a))."""
+
+    flops_per_element = (7, 15)  # softplus 5, tanh, product; t 6, sigmoid 4, t*t, 1 -, 2 *, +, *
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("mish_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("mish_backward", g, a),)
+
+
+class Softsign(Function):
+    """z = a / (1 + |a|);  dz/da = 1 / (1 + |a|)**2."""
+
+    flops_per_element = (3, 4)  # abs, add, divide; abs, add, square, divide
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("softsign_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("softsign_backward", g, a),)
+
+
+class Hardtanh(Function):
+    """z = min(max(a, min_val), max_val);  dz/da = 1 strictly inside, else 0 (PyTorch's)."""
+
+    flops_per_element = (2, 4)  # max, min; two compares, and, product
+
+    min_val: float
+    max_val: float
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("hardtanh_forward", a, self.min_val, self.max_val)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("hardtanh_backward", g, a, self.min_val, self.max_val),)
+
+
+class Relu6(Function):
+    """z = min(max(a, 0), 6), hardtanh on [0, 6];  dz/da = 1 on (0, 6)."""
+
+    flops_per_element = (2, 4)
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("relu6_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("relu6_backward", g, a),)
+
+
+class Hardsigmoid(Function):
+    """z = min(max(a + 3, 0), 6) / 6;  dz/da = 1/6 on (-3, 3)."""
+
+    flops_per_element = (4, 5)  # add, max, min, divide; two compares, and, two products
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("hardsigmoid_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("hardsigmoid_backward", g, a),)
+
+
+class Hardswish(Function):
+    """z = a min(max(a + 3, 0), 6) / 6;  dz/da = 0 below -3, a/3 + 1/2 up to 3, 1 above."""
+
+    flops_per_element = (5, 6)  # hardsigmoid 4, product; two compares, a/3 + 1/2, 2 selects
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("hardswish_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("hardswish_backward", g, a),)
+
+
+class GeluExact(Function):
+    """z = a Phi(a) = a (1 + erf(a / sqrt 2)) / 2, the exact GELU (torch's default);
+    dz/da = Phi(a) + a phi(a), phi the standard normal density."""
+
+    flops_per_element = (5, 11)  # scale, erf, add, 2 products; Phi 4, phi 4 (a*a, *, exp, *),
+    # a *, +, g *
+
+    def forward(self, a: Array) -> Array:
+        self.save(a)
+        return self.call("gelu_exact_forward", a)
+
+    def backward(self, g: Array) -> tuple[Array]:
+        (a,) = self.saved
+        return (self.call("gelu_exact_backward", g, a),)
+
+
+@reference_function("leaky_relu_forward")
+def leaky_relu_forward(x: Array, negative_slope: float = 0.01) -> Array:
+    return array_module(x).where(x > 0, x, x * negative_slope)
+
+
+@reference_function("leaky_relu_backward")
+def leaky_relu_backward(g: Array, x: Array, negative_slope: float = 0.01) -> Array:
+    return array_module(x).where(x > 0, g, g * negative_slope)
+
+
+@reference_function("elu_forward")
+def elu_forward(x: Array, alpha: float = 1.0) -> Array:
+    xp = array_module(x)
+    return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))  # no overflow for large x
+
+
+@reference_function("elu_backward")
+def elu_backward(g: Array, x: Array, alpha: float = 1.0) -> Array:
+    xp = array_module(x)
+    return xp.where(x > 0, g, g * (alpha * xp.exp(xp.minimum(x, 0))))
+
+
+@reference_function("selu_forward")
+def selu_forward(x: Array) -> Array:
+    return SELU_SCALE * elu_forward(x, SELU_ALPHA)
+
+
+@reference_function("selu_backward")
+def selu_backward(g: Array, x: Array) -> Array:
+    return elu_backward(g * SELU_SCALE, x, SELU_ALPHA)
+
+
+@reference_function("silu_forward")
+def silu_forward(x: Array) -> Array:
+    return x * sigmoid_forward(x)
+
+
+@reference_function("silu_backward")
+def silu_backward(g: Array, x: Array) -> Array:
+    s = sigmoid_forward(x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+def _tanh_softplus(x: Array) -> Array:
+    xp = array_module(x)
+    # softplus as max(x, 0) + log1p(exp(-|x|)): exp of a non-positive number only
+    return xp.tanh(xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))))
+
+
+@reference_function("mish_forward")
+def mish_forward(x: Array) -> Array:
+    return x * _tanh_softplus(x)
+
+
+@reference_function("mish_backward")
+def mish_backward(g: Array, x: Array) -> Array:
+    t = _tanh_softplus(x)
+    return g * (t + x * sigmoid_forward(x) * (1 - t * t))
+
+
+@reference_function("softsign_forward")
+def softsign_forward(x: Array) -> Array:
+    return x / (1 + array_module(x).abs(x))
+
+
+@reference_function("softsign_backward")
+def softsign_backward(g: Array, x: Array) -> Array:
+    d = 1 + array_module(x).abs(x)
+    return g / (d * d)
+
+
+@reference_function("hardtanh_forward")
+def hardtanh_forward(x: Array, min_val: float = -1.0, max_val: float = 1.0) -> Array:
+    xp = array_module(x)
+    return xp.minimum(xp.maximum(x, min_val), max_val)
+
+
+@reference_function("hardtanh_backward")
+def hardtanh_backward(g: Array, x: Array, min_val: float = -1.0, max_val: float = 1.0) -> Array:
+    return g * ((x > min_val) & (x < max_val))
+
+
+@reference_function("relu6_forward")
+def relu6_forward(x: Array) -> Array:
+    return hardtanh_forward(x, 0.0, 6.0)
+
+
+@reference_function("relu6_backward")
+def relu6_backward(g: Array, x: Array) -> Array:
+    return hardtanh_backward(g, x, 0.0, 6.0)
+
+
+@reference_function("hardsigmoid_forward")
+def hardsigmoid_forward(x: Array) -> Array:
+    return hardtanh_forward(x + 3.0, 0.0, 6.0) / 6.0
+
+
+@reference_function("hardsigmoid_backward")
+def hardsigmoid_backward(g: Array, x: Array) -> Array:
+    return hardtanh_backward(g, x, -3.0, 3.0) / 6.0
+
+
+@reference_function("hardswish_forward")
+def hardswish_forward(x: Array) -> Array:
+    return x * hardtanh_forward(x + 3.0, 0.0, 6.0) / 6.0
+
+
+@reference_function("hardswish_backward")
+def hardswish_backward(g: Array, x: Array) -> Array:
+    xp = array_module(x)
+    return xp.where(x < -3.0, 0.0 * g, xp.where(x <= 3.0, g * (x / 3.0 + 0.5), g))
+
+
+@reference_function("gelu_exact_forward")
+def gelu_exact_forward(x: Array) -> Array:
+    return x * 0.5 * (1 + erf(x * SQRT_HALF))
+
+
+@reference_function("gelu_exact_backward")
+def gelu_exact_backward(g: Array, x: Array) -> Array:
+    cdf = 0.5 * (1 + erf(x * SQRT_HALF))
+    pdf = INV_SQRT_2PI * array_module(x).exp(-0.5 * (x * x))
+    return g * (cdf + x * pdf)
+
+
 # --- the activation registry: every list of activation names is derived from it ---------------
 class Activation(NamedTuple):
     """A registered activation: its op (`Tensor.<name>` applies it), and what its named backward
@@ -439,6 +757,16 @@ ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(Sigmoid, "output"),
     "gelu": Activation(Gelu, "input"),
     "softplus": Activation(Softplus, "input"),
+    "leaky_relu": Activation(LeakyRelu, "input"),
+    "elu": Activation(Elu, "input"),
+    "selu": Activation(Selu, "input"),
+    "silu": Activation(Silu, "input"),
+    "mish": Activation(Mish, "input"),
+    "softsign": Activation(Softsign, "input"),
+    "hardtanh": Activation(Hardtanh, "input"),
+    "relu6": Activation(Relu6, "input"),
+    "hardsigmoid": Activation(Hardsigmoid, "input"),
+    "hardswish": Activation(Hardswish, "input"),
 }
 """name -> Activation: what `activation=` accepts (nn.Linear, nn.Conv2d, F.linear, F.conv2d,
 keras Dense and Activation), and the functions of nn.functional of the same names."""

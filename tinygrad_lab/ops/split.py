@@ -1,4 +1,5 @@
-"""Splitting one tensor into many: `unbind` (every index along an axis) and `chunk` (pieces).
+"""Splitting one tensor into many: `unbind` (every index along an axis), `chunk` (pieces) and
+`split` (pieces of given sizes).
 
 Why not k GetItem nodes: each slice's backward builds a zero gradient of the *whole* input and
 the tape adds the k of them, so k slices cost O(k * size). A recurrent layer slices its input
@@ -79,3 +80,26 @@ def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
     size = max(math.ceil(n / chunks), 1)
     lead = (slice(None),) * axis
     return parts(x, [(*lead, slice(start, min(start + size, n))) for start in range(0, n, size)])
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Pieces of `split_size` along `axis` (the last maybe smaller), or of the listed sizes,
+    which must add up to the axis' length (torch.split).
+
+    >>> q, k, v = qkv.split([C, C, C], axis=-1)  # qkv (B, T, 3C) -> three (B, T, C)
+    """
+    axis = _axis(x, axis, "split")
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size < 0 or (size == 0 and n > 0):
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [min(size, n - s) for s in range(0, n, size)] if n else [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} must be non-negative and add up to {n}, the "
+                             f"length of axis {axis}")
+    lead = (slice(None),) * axis
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return parts(x, [(*lead, slice(start, start + s)) for start, s in zip(starts, sizes)])
