@@ -158,6 +158,13 @@ class History:
     def column(self, key: str) -> list[float]:
         return [logs[key] for logs in self.epochs if key in logs]
 
+    def plot(self, path: str | os.PathLike[str], keys: Sequence[str] | None = None) -> Any:
+        """Training curves to a picture at `path`: one panel per quantity (loss, then each
+        metric), training and `val_` values together (`plot.training_curves`)."""
+        from tinygrad_lab.plot import training_curves
+
+        return training_curves(self, path, keys)
+
 
 @dataclass
 class Loop:
@@ -173,6 +180,22 @@ class Loop:
     train_seconds: float = 0.0
     rank: int = 0  # this process's rank in a distributed fit; only rank 0 writes or prints
     world_size: int = 1
+    schedulers: list[Any] = field(default_factory=list)
+    # where the loop stands (for a checkpoint written from a callback) and the writer fit sets
+    position: dict[str, Any] = field(default_factory=dict)
+    _writer: Callable[..., None] | None = field(default=None, repr=False)
+
+    def save_checkpoint(self, path: str | os.PathLike[str],
+                        meta: dict[str, Any] | Callable[[dict[str, float]], dict[str, Any]]
+                        | None = None) -> None:
+        """Write the full, resumable checkpoint of where the loop stands now (the format of
+        `Checkpointing`; `fit(resume=path)` continues from it) from a callback's hook; rank 0
+        only. From on_epoch_end it resumes at the next epoch, from on_train_batch_end at the
+        next batch."""
+        if self._writer is None:
+            raise RuntimeError("Loop.save_checkpoint: only a running fit can write one")
+        if self.rank == 0:
+            self._writer(path, {} if meta is None else meta, dict(self.position))
 
 
 def to_device(batch: Batch, device: str) -> Batch:
@@ -346,7 +369,8 @@ def _training_state(loop: Loop, schedulers: Sequence[Any], position: dict[str, A
                 else:
                     arrays[f"optim/{i}/{index}/{key}"] = _host_array(value)
         optimizers.append({"type": type(opt).__name__, "lr": opt.lr, "steps": steps,
-                           "params": len(opt.params)})
+                           "params": len(opt.params),
+                           "group_lrs": [g["lr"] for g in getattr(opt, "param_groups", ())]})
     meta = {"format": _FORMAT, "step": loop.step, "train_seconds": loop.train_seconds,
             "optimizers": optimizers, "schedulers": [s.state_dict() for s in schedulers],
             "history": {"epochs": loop.history.epochs,
@@ -388,6 +412,10 @@ def _restore(loop: Loop, schedulers: Sequence[Any], state: dict[str, np.ndarray]
         schedule.load_state_dict(sched_state)
     for opt, info in zip(loop.optimizers, saved):
         opt.lr = float(info["lr"])  # the lr of the step the checkpoint ends on
+        groups = getattr(opt, "param_groups", ())
+        if len(info.get("group_lrs", ())) == len(groups) > 1:  # each group's own
+            for group, lr in zip(groups, info["group_lrs"]):
+                group["lr"] = float(lr)
     loop.step, loop.train_seconds = int(train["step"]), float(train["train_seconds"])
     loop.history.epochs = list(train["history"]["epochs"])
     loop.history.evaluations = list(train["history"]["evaluations"])
@@ -402,7 +430,8 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         evaluate: Callable[[Module], dict[str, float]] | None = None,
         eval_every: int | None = None, callbacks: Sequence[Callback] = (),
         distributed: bool | DataParallel = False, initial_epoch: int = 0,
-        checkpoint: Checkpointing | None = None, resume: Any = None) -> History:
+        checkpoint: Checkpointing | None = None, resume: Any = None,
+        metrics: Sequence[Any] = ()) -> History:
     """Train `model` for `epochs` passes over `batches(epoch)`, one `train_step` per batch.
 
     - `device`: the model is moved there once (default: where its parameters are) and each batch
@@ -410,6 +439,11 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
     - `schedulers`: stepped after every optimizer step.
     - `batch_metrics(outputs, batch)`: sums over the batch's samples (e.g. correct predictions),
       averaged over the epoch's samples into the epoch logs beside `loss`.
+    - `metrics`: stateful `tinygrad_lab.metrics.Metric`s (update_state / result / reset_state):
+      reset as each epoch begins, updated after every step with the batch's last element (the
+      targets) and the outputs loss_fn returned beside the loss, both as host arrays, and their
+      results logged under `metric.name` at the epoch's end. Distributed, their counts are
+      summed over the ranks first. A resumed epoch counts only the batches after the resume.
     - `evaluate(model)`: run in eval mode without a graph, every `eval_every` steps and at the end
       of each epoch (or only at epoch ends when eval_every is None); its dict joins the logs.
       A nan in it (a mean over an empty set) raises ValueError rather than being logged.
@@ -435,6 +469,18 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
     """
     if epochs < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    metrics = list(metrics)
+    for metric in metrics:
+        if not all(hasattr(metric, a) for a in ("name", "update_state", "result",
+                                                 "reset_state")):
+            raise TypeError(f"fit: metrics must be tinygrad_lab.metrics.Metric objects, got "
+                            f"{metric!r} (metrics.get(name) makes one from a name)")
+        if distributed is not False and not getattr(metric, "summable", True):
+            raise ValueError(f"fit: metric {metric.name!r} cannot be summed over the ranks of "
+                             "a distributed fit")
+    names = [metric.name for metric in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"fit: two metrics share a name: {names}")
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
     opts = _as_list(optimizers)
@@ -445,7 +491,7 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         device = canonical_device(device)  # "cuda" -> "cuda:0", and bad names fail here
         if any(p.device != device for p in params):
             model.to(device)
-    loop = Loop(model, opts, History(), device)
+    loop = Loop(model, opts, History(), device, schedulers=list(schedulers))
     if not 0 <= initial_epoch <= max(epochs, 0):
         raise ValueError(f"fit: initial_epoch must be in [0, epochs], got {initial_epoch}")
     extra_rngs = list(checkpoint.rngs) if checkpoint is not None else []
@@ -514,25 +560,31 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, on_signal)
 
-    def write(position: dict[str, Any]) -> None:
-        """The full checkpoint at `position` (rank 0; a nan anywhere: NonFiniteLoss)."""
+    def save_to(path: str | os.PathLike[str], meta_spec: Any, position: dict[str, Any]) -> None:
+        """The full checkpoint at `position` to `path` (a nan anywhere: NonFiniteLoss)."""
         from tinygrad_lab.serialization import NonFiniteWeights, save_checkpoint
 
-        if not writes:  # no path, or not rank 0
-            return
-        assert checkpoint is not None and checkpoint.path is not None
         logs = dict(loop.history.epochs[-1]) if loop.history.epochs else {}
         if loop.history.evaluations:
             logs.update({k: v for k, v in loop.history.evaluations[-1].items() if k != "step"})
-        meta = dict(checkpoint.meta(logs) if callable(checkpoint.meta) else checkpoint.meta)
+        meta = dict(meta_spec(logs) if callable(meta_spec) else meta_spec)
         arrays, train_meta = _training_state(loop, schedulers, position)
         train_meta["rng"] = _rng_states(extra_rngs)
         meta["train"] = train_meta
         try:
-            save_checkpoint(checkpoint.path, model.state_dict(), meta, arrays)
+            save_checkpoint(path, model.state_dict(), meta, arrays)
         except NonFiniteWeights as e:
             raise NonFiniteLoss(f"{e} after global step {loop.step}; not written (lower the "
                                 "learning rate or check the data)") from None
+
+    loop._writer = save_to
+
+    def write(position: dict[str, Any]) -> None:
+        """The `checkpoint`'s file at `position` (rank 0 only)."""
+        if not writes:  # no path, or not rank 0
+            return
+        assert checkpoint is not None and checkpoint.path is not None
+        save_to(checkpoint.path, checkpoint.meta, position)
 
     def stop_if_signalled(position: dict[str, Any]) -> None:
         if not signals:
@@ -550,7 +602,7 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
             batch_metrics=batch_metrics, eval_every=eval_every, callbacks=callbacks, loop=loop,
             agreement=agreement, run_evaluation=run_evaluation, checkpoint=checkpoint,
             extra_rngs=extra_rngs, start_epoch=start_epoch, partial=partial, write=write,
-            stop_if_signalled=stop_if_signalled)
+            stop_if_signalled=stop_if_signalled, metric_objects=metrics)
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
@@ -573,7 +625,8 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
               agreement: _RankAgreement | None, run_evaluation: Callable[..., None],
               checkpoint: Checkpointing | None, extra_rngs: list[np.random.Generator],
               start_epoch: int, partial: dict[str, Any] | None, write: Callable[..., None],
-              stop_if_signalled: Callable[..., None]) -> History:
+              stop_if_signalled: Callable[..., None],
+              metric_objects: Sequence[Any] = ()) -> History:
     model.train()
     for cb in callbacks:
         cb.on_train_begin({})
@@ -581,6 +634,8 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
     every = checkpoint.every if checkpoint is not None and checkpoint.path is not None else 0
     for epoch in range(start_epoch, epochs):
         loop.epoch = epoch
+        for metric in metric_objects:
+            metric.reset_state()
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {})
         sums: dict[str, float] = {"loss": 0.0}
@@ -630,12 +685,16 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
                 metrics = batch_metrics(out.outputs, batch) if batch_metrics is not None else {}
             else:  # the global batch's, summed over the ranks in the hook
                 count, loss, metrics = agreement.global_batch()
+            if metric_objects:
+                _update_metrics(metric_objects, batch, out.outputs)
             seen += count
             sums["loss"] += loss * count
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
             logs = {k: v / seen for k, v in sums.items()}
             batch_logs = dict(logs, batch_loss=loss, size=count)
+            loop.position = _position(epoch, index + 1, epoch_rng, sums, seen, epoch_seconds,
+                                      last_eval_step)
             for cb in callbacks:
                 cb.on_train_batch_end(index, batch_logs)
             if eval_every is not None and loop.step % eval_every == 0:
@@ -651,6 +710,10 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
                 break
         if index < 0:  # no batch at all: a loss of 0.0 would be a made-up figure
             raise ValueError(f"fit: the data yielded no batches in epoch {epoch + 1}")
+        for metric in metric_objects:
+            if agreement is not None:  # every rank's counts, summed
+                metric.merge(lambda values, op: agreement.dist.all_reduce_scalars(values, op=op))
+            logs[metric.name] = float(metric.result())
         if last_eval_step != loop.step:
             run_evaluation(logs)
             last_eval_step = loop.step
@@ -659,6 +722,8 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
         logs["samples_per_second"] = seen / epoch_seconds if epoch_seconds > 0 else 0.0
         logs["seconds"] = epoch_seconds
         loop.history.epochs.append(logs)
+        loop.position = _position(epoch + 1, 0, epoch_rng, sums, seen, epoch_seconds,
+                                  last_eval_step)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         if every and checkpoint is not None and checkpoint.unit == "epochs" \
@@ -670,12 +735,30 @@ def _run_loop(*, model: Module, batches: Callable[[int], Iterable[Batch]], loss_
             loop.stop_training = agreement.any_stop()
         if loop.stop_training:
             break
+    final = loop.history.epochs[-1] if loop.history.epochs else {}
+    for cb in callbacks:  # first: so that weights a callback restores (EarlyStopping) are saved
+        cb.on_train_end(dict(final))
     if checkpoint is not None and checkpoint.at_end:
         write({"epoch": epochs, "batch": 0, "last_eval_step": last_eval_step})
-    final = loop.history.epochs[-1] if loop.history.epochs else {}
-    for cb in callbacks:
-        cb.on_train_end(dict(final))
     return loop.history
+
+
+def _to_host(value: Any) -> Any:
+    """A Tensor, CuPy or NumPy array as a NumPy array (a tuple of them element by element)."""
+    if isinstance(value, Tensor):
+        return value.numpy()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_host(v) for v in value)
+    return _host_array(value)
+
+
+def _update_metrics(metrics: Sequence[Any], batch: Batch, outputs: Any) -> None:
+    """Each metric's update with the batch's targets (its last element) and the outputs."""
+    if outputs is None:
+        raise ValueError("fit: metrics need the outputs: loss_fn must return (loss, outputs)")
+    y_true, y_pred = _to_host(batch[-1]), _to_host(outputs)
+    for metric in metrics:
+        metric.update_state(y_true, y_pred)
 
 
 __all__ = ["Batch", "Callback", "CheckpointAtEnd", "Checkpointing", "GradHook", "History",

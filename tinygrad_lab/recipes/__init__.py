@@ -127,7 +127,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser, unit: str) -> None
 
 # settings that may differ between a run and its resumption
 _NOT_CONFIG = {"save", "save_every", "resume", "threads", "reference", "command", "target",
-               "distributed", "sample_length"}
+               "distributed", "sample_length", "device", "plot", "report"}
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tinygrad_lab.recipes import (
     positive_float,
     prepare_checkpoint,
     ranks,
+    reporting,
     run_config,
 )
 
@@ -24,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--validation-split", type=float, default=0.0)
+    parser.add_argument("--validation-split", type=float, default=0.0,
+                        help="hold out the last fraction of the training images for "
+                        "val_loss / val_accuracy (0 = none; 0 with --patience means 0.1)")
     parser.add_argument("--limit", type=int, default=0,
                         help="train on the first N training images only (0 = all 60000)")
     add_checkpoint_arguments(parser, "epochs")
+    reporting.add_arguments(parser, classification=True)
 
 
 def build(hidden: int = 512, lr: float = 1e-3) -> keras.Sequential:
@@ -54,6 +58,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if not 0 <= args.validation_split < 1:
         raise ValueError(f"--validation-split must be in [0, 1), got {args.validation_split}")
+    reporting.check_arguments(args)
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -69,9 +74,11 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"{args.batch_size}, {args.epochs} epochs, {helpers.thread_banner()}"
           f"{world.banner()}, kernels "
           f"{'on' if helpers.kernels_enabled() else 'off (NumPy reference)'}")
+    stop = reporting.early_stopping(args)  # it needs val_ keys: a validation split
+    split = args.validation_split or (0.1 if stop is not None else 0.0)
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=args.validation_split, verbose=1,
-                        distributed=world.distributed, resume=resume,
+                        validation_split=split, verbose=1, callbacks=[stop] if stop else [],
+                        distributed=world.distributed, resume=resume, device=args.device,
                         checkpoint=train.Checkpointing(
                             args.save, every=args.save_every, unit="epochs",
                             meta={"recipe": "mnist-mlp", "args": run_config(args)}))
@@ -81,5 +88,10 @@ def run(args: argparse.Namespace) -> dict[str, float]:
           f"{float(np.median(rates)):,.0f} samples/s")
     if args.save and world.rank == 0:
         print(f"checkpoint written to {args.save}")
-    return {"test_loss": loss, "test_accuracy": accuracy,
-            "samples_per_second": float(np.median(rates))}
+    reporting.write_curves(history, args, world.rank)
+    out = {"test_loss": loss, "test_accuracy": accuracy,
+           "samples_per_second": float(np.median(rates))}
+    if args.report:
+        out.update(reporting.report_classification(args, y_test, model.predict(x_test),
+                                                   world.rank))
+    return out

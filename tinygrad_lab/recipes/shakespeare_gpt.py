@@ -26,6 +26,7 @@ from tinygrad_lab.recipes import (
     positive_float,
     prepare_checkpoint,
     ranks,
+    reporting,
     run_config,
 )
 
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-batches", type=int, default=20,
                         help="fixed held-out batches of 32 windows for the validation loss")
     add_checkpoint_arguments(parser, "steps")
+    reporting.add_arguments(parser)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -110,6 +112,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.d_ff < 0 or args.warmup < 0 or not 0 <= args.weight_decay < float("inf"):
         raise ValueError("--d-ff, --warmup and --weight-decay must be >= 0")
+    reporting.check_arguments(args)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,15 +144,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loop = printer.loop
         train_loss = float(np.mean(window)) if window else float("nan")
         history.append({"step": step, "train_loss": train_loss, "val_loss": logs["val_loss"]})
-        print(f"step {step:>6}: train loss {train_loss:.4f}, val loss {logs['val_loss']:.4f}, "
-              f"{tokens * step / loop.train_seconds:,.0f} tokens/s, "
-              f"{time.perf_counter() - start_all:.0f} s", flush=True)
+        progress.say(f"step {step:>6}: train loss {train_loss:.4f}, val loss "
+                     f"{logs['val_loss']:.4f}, {tokens * step / loop.train_seconds:,.0f} "
+                     f"tokens/s, {time.perf_counter() - start_all:.0f} s")
         window.clear()
 
+    progress = reporting.Progress(args.steps, tokens, "tokens")
     printer = train.LambdaCallback(
         on_train_batch_end=lambda index, logs: window.append(logs["batch_loss"]),
         on_evaluate=report)
-    callbacks: list[train.Callback] = [printer]
+    stop = reporting.early_stopping(args, per="evaluation")  # one long epoch: per evaluation
+    callbacks: list[train.Callback] = [progress, printer, *([stop] if stop else [])]
     checkpoint = train.Checkpointing(args.save, every=args.save_every, unit="steps", rngs=[rng],
                                      meta=lambda logs: {
         "recipe": "shakespeare-gpt", "config": asdict(config), "vocab": "".join(vocab.itos),
@@ -164,16 +169,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, batches, loss_fn, opts, clip=1.0, checkpoint=checkpoint, resume=resume,
         schedulers=build_schedules(opts, args.warmup, args.steps),
         evaluate=lambda m: {"val_loss": evaluate(m, held_out)}, eval_every=args.eval_every,
-        callbacks=callbacks, distributed=world.distributed)
+        callbacks=callbacks, distributed=world.distributed, device=args.device)
     wall = time.perf_counter() - start_all
     val_loss = fitted.evaluations[-1]["val_loss"]
-    train_seconds = printer.loop.train_seconds
-    print(f"final val loss {val_loss:.4f} nats/char after {args.steps} steps, {wall:.0f} s wall, "
-          f"{tokens * args.steps / train_seconds:,.0f} training tokens/s", flush=True)
+    if stop is not None and stop.best_weights is not None:  # the restored weights' figure
+        val_loss = history[stop.best_epoch]["val_loss"]  # best_epoch: its evaluation's index
+    train_seconds, steps = printer.loop.train_seconds, printer.loop.step
+    print(f"final val loss {val_loss:.4f} nats/char after {steps} steps, {wall:.0f} s wall, "
+          f"{tokens * steps / train_seconds:,.0f} training tokens/s", flush=True)
+    reporting.write_curves({"step": [h["step"] for h in history],
+                            "loss": [h["train_loss"] for h in history],
+                            "val_loss": [h["val_loss"] for h in history]}, args, world.rank)
     if args.save:
         print(f"checkpoint written to {args.save}")
     return {"val_loss": val_loss, "wall_seconds": wall, "history": history,
-            "tokens_per_second": tokens * args.steps / train_seconds}
+            "tokens_per_second": tokens * steps / train_seconds}
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -182,6 +192,7 @@ def sample(state: dict[str, np.ndarray], meta: dict[str, Any], args: argparse.Na
     config = GPTConfig(**meta["config"])
     model = GPT(config)
     model.load_state_dict(state)
+    model.to(args.device)
     vocab = datasets.CharVocab(meta["vocab"])
     prompt = args.prompt if args.prompt else "\n"
     ids = vocab.encode(prompt)

@@ -35,6 +35,7 @@ from tinygrad_lab.recipes import (
     positive_float,
     prepare_checkpoint,
     ranks,
+    reporting,
     run_config,
 )
 from tinygrad_lab.schedulers import CosineAnnealingLR, LinearWarmup, SequentialLR
@@ -61,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="characters to print after training (0 = none)")
     parser.add_argument("--seed", type=int, default=0)
     add_checkpoint_arguments(parser, "epochs")
+    reporting.add_arguments(parser)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -73,6 +75,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.warmup < 0 or not 0 <= args.clip < float("inf") or args.sample_length < 0:
         raise ValueError("--warmup, --clip and --sample-length must be >= 0")
+    reporting.check_arguments(args)
 
 
 def windows(ids: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,14 +134,18 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             starts = rng.integers(0, len(train_ids) - args.seq_len - 1, size=args.batch_size)
             yield windows(train_ids, starts[world.rows], args.seq_len)
 
+    progress = reporting.Progress(total, chars_per_step, "chars")
+
     def report(epoch: int, logs: dict[str, float]) -> None:
         val = logs["val_loss"]
-        print(f"epoch {epoch + 1}/{args.epochs} - train loss {logs['loss']:.4f} - val loss "
-              f"{val:.4f} nats/char ({val / math.log(2):.3f} bits) - {logs['seconds']:.1f} s, "
-              f"{args.steps_per_epoch * chars_per_step / logs['seconds']:,.0f} chars/s",
-              flush=True)
+        progress.say(f"epoch {epoch + 1}/{args.epochs} - train loss {logs['loss']:.4f} - val "
+                     f"loss {val:.4f} nats/char ({val / math.log(2):.3f} bits) - "
+                     f"{logs['seconds']:.1f} s, "
+                     f"{args.steps_per_epoch * chars_per_step / logs['seconds']:,.0f} chars/s")
 
-    callbacks: list[train.Callback] = [train.LambdaCallback(on_epoch_end=report)]
+    stop = reporting.early_stopping(args)
+    callbacks: list[train.Callback] = [progress, train.LambdaCallback(on_epoch_end=report),
+                                       *([stop] if stop else [])]
     checkpoint = train.Checkpointing(args.save, every=args.save_every, unit="epochs",
                                      rngs=[rng], meta=lambda logs: {
         "recipe": NAME, "config": {**asdict(config), "seq_len": args.seq_len},
@@ -149,10 +156,14 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                         clip=args.clip or None, schedulers=[schedule],
                         evaluate=lambda m: {"val_loss": evaluate(m, val_ids, args)},
                         callbacks=callbacks, distributed=world.distributed,
-                        checkpoint=checkpoint, resume=resume)
+                        checkpoint=checkpoint, resume=resume, device=args.device)
     val_loss = history.epochs[-1]["val_loss"]
+    if stop is not None and stop.best_weights is not None:  # the restored weights' figure
+        val_loss = history.epochs[stop.best_epoch]["val_loss"]
     elapsed = time.perf_counter() - start
-    print(f"trained {total} steps in {elapsed:.0f} s; val loss {val_loss:.4f} nats/char")
+    print(f"trained {progress.loop.step} steps in {elapsed:.0f} s; val loss {val_loss:.4f} "
+          "nats/char")
+    reporting.write_curves(history, args, world.rank)
     if args.sample_length:
         sample_rng = np.random.default_rng(args.seed)
         text = generate(model, vocab, "\n", args.sample_length, 0.8, 0, sample_rng)
@@ -178,5 +189,6 @@ def sample(state: dict[str, np.ndarray], meta: dict[str, Any], args: argparse.Na
     model = CharLSTM(CharLSTMConfig(vocab.size, config["embed"], config["hidden"],
                                     config["layers"]))
     model.load_state_dict(state)
+    model.to(args.device)
     rng = np.random.default_rng(args.seed)
     return generate(model, vocab, args.prompt, args.length, args.temperature, args.top_k, rng)
