@@ -81,7 +81,7 @@ def test_input_shape_mismatch_is_reported():
     [
         ({"optimizer": "adamax"}, "adamax"),
         ({"loss": "hinge"}, "hinge"),
-        ({"metrics": ["f1"]}, "f1"),
+        ({"metrics": ["f7"]}, "f7"),
     ],
 )
 def test_compile_rejects_unknown_names(kwargs, name):
@@ -344,3 +344,34 @@ def test_out_of_range_labels_raise_on_every_loss_path(activation, label):
         model.evaluate(x, bad, verbose=0)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         model.fit(x, y, validation_data=(x, bad), verbose=0)
+
+
+# --- Keras' names for losses, optimizers and metrics ----------------------------------------------
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy",
+                                  "binary_crossentropy", "mse", "mae"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop", "adagrad"])
+def test_compile_takes_every_loss_and_optimizer_name(loss, optimizer):
+    model = keras.Sequential([keras.Input((4,)), Dense(2, activation="softmax")])
+    model.compile(optimizer, loss)
+    assert type(model.optimizer).__name__.lower() == optimizer
+    x, y = blobs(n=32)
+    targets = y if loss == "sparse_categorical_crossentropy" else np.eye(2, dtype=np.float32)[y]
+    history = model.fit(x, targets, epochs=1, batch_size=None, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.history is history
+
+
+def test_classification_metrics_are_logged_for_training_and_validation():
+    tl.manual_seed(0)
+    x, y = blobs()
+    model = keras.Sequential([keras.Input((4,)), Dense(16, activation="relu"),
+                              Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy", "precision", "recall", "f1", "auc"])
+    history = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0)
+    assert list(history.history) == [
+        "loss", "accuracy", "precision", "recall", "f1", "auc", "val_loss", "val_accuracy",
+        "val_precision", "val_recall", "val_f1", "val_auc", "samples_per_second"]
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "accuracy", "precision", "recall", "f1", "auc"]
+    assert all(0.9 < logs[k] <= 1 for k in ("accuracy", "precision", "recall", "f1", "auc"))
