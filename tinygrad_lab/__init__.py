@@ -5,14 +5,17 @@ from tinygrad_lab import helpers
 helpers.apply_thread_env()
 helpers.setup_numba_cache()  # before any kernel module: Numba picks its cache dir at decoration
 
-from tinygrad_lab import ceilings, datasets, flops, memory, nn, optim  # noqa: E402
+from tinygrad_lab import ceilings, datasets, explain, flops, memory, nn, optim, viz  # noqa: E402
+from tinygrad_lab.creation import *  # noqa: E402, F403  (tl.zeros, tl.arange, tl.rand, ...)
 from tinygrad_lab.function import (  # noqa: E402
     enable_grad,
     is_grad_enabled,
     no_grad,
     profile,
 )
+from tinygrad_lab.functions import *  # noqa: E402, F403  (tl.gather, tl.einsum, tl.sort, ...)
 from tinygrad_lab.helpers import reference, set_num_threads, use_kernels  # noqa: E402
+from tinygrad_lab.pointwise import *  # noqa: E402, F403  (tl.sin, tl.atan2, tl.div, ...)
 from tinygrad_lab.profiling import (  # noqa: E402
     StepTiming,
     export_chrome_trace,
@@ -34,6 +37,7 @@ __all__ = [
     "concatenate",
     "datasets",
     "enable_grad",
+    "explain",
     "export_chrome_trace",
     "flops",
     "from_numpy",
@@ -53,5 +57,8 @@ __all__ = [
     "stack",
     "step_timing",
     "use_kernels",
+    "viz",
     "where",
 ]
+__all__ += creation.__all__ + pointwise.__all__  # noqa: F405  (tinygrad_lab/creation.py, pointwise.py)
+__all__ += functions.__all__  # noqa: F405  (tinygrad_lab/functions.py)

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         summary = (recipe.__doc__ or "").strip().splitlines()[0].replace("%", "%%")
         target = targets.add_parser(name, help=summary)
         recipe.add_arguments(target)
+        _add_device_argument(target, "train on")
         target.add_argument("--distributed", action="store_true",
                             help="data-parallel over the MPI ranks (run under mpiexec -n N; "
                             "--batch-size stays the global batch, split over the ranks)")
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=0,
                         help="sample from the k likeliest (0 = all)")
     sample.add_argument("--seed", type=int, default=0)
+    _add_device_argument(sample, "run the model on")
+    from tinygrad_lab.explain import commands as explain_commands
+
+    explain_commands.add_arguments(sub.add_parser(
+        "explain", help="draw what a checkpoint's predictions rest on (saliency, integrated "
+        "gradients) or where its attention looks"))
     from tinygrad_lab.backends import DEFAULT_DEVICE, DEVICES
 
     kernels = sub.add_parser("kernels", help="list or compile a device's kernels (the CPU's)")
@@ -60,6 +67,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="print versions, devices, kernel status and thread count")
     _add_scaling_commands(sub)
     return parser
+
+
+def _add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """--device NAME: cpu, cuda, cuda:N (checked when the command starts, in one line)."""
+    if any(a.dest == "device" for a in parser._actions):  # a recipe that has its own
+        return
+    parser.add_argument("--device", default="cpu", metavar="DEVICE",
+                        help=f"the device to {what}: cpu (default), cuda or cuda:N (needs "
+                        "pip install 'tinygrad_lab[cuda]' and an NVIDIA GPU)")
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Make the backend of --device now, so a bad name, a missing CuPy or a missing GPU stops
+    the command in one line before any data loads."""
+    device = getattr(args, "device", None)
+    if device is None or args.command not in ("train", "sample", "bench"):
+        return
+    if args.command == "bench" and device.partition(":")[0] != "cuda":
+        return  # its children name other devices (the test stand-in registers there)
+    from tinygrad_lab.backends import get_backend
+
+    try:
+        get_backend(device)
+    except RuntimeError as e:  # the CUDA backend's one-line reasons
+        raise ValueError(str(e)) from None
 
 
 def _add_scaling_commands(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +157,12 @@ def _add_scaling_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (0 ok, 1 an error shown in one line, 2 bad arguments,
-    130 interrupted, 141 stdout closed early as in `tinygrad-lab kernels | head`)."""
+    130 interrupted, 141 stdout closed early as in `tinygrad-lab kernels | head`).
+    `--reference` holds for this call only: the kernel switch is restored when it returns, so
+    an in-process caller (a test, a notebook) keeps its own."""
+    from tinygrad_lab import helpers
+
+    kernels = helpers.kernels_enabled()
     try:
         status = _main(argv)
         sys.stdout.flush()  # a reader gone (`| head`) shows here, not at interpreter exit
@@ -137,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 141
+    finally:
+        helpers.set_kernels(kernels)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -151,12 +190,17 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.reference:
         helpers.set_kernels(False)
     try:
+        _check_device(args)
         if args.command == "train" and args.distributed:
             _join_world(args.threads)
         if args.command == "train":
             _train(args)
         elif args.command == "sample":
             return _sample(args)
+        elif args.command == "explain":
+            from tinygrad_lab.explain import commands as explain_commands
+
+            print(explain_commands.run(args))
         elif args.command == "kernels":
             return _kernels(args)
         elif args.command == "info":

@@ -318,6 +318,7 @@ def _record(fn: Function, phase: str, start: float, end: float, inputs: Any, rea
     out_shape = tuple(getattr(outs[0], "shape", ())) if outs else ()
     entry = {
         "op": fn.name,
+        "node": id(fn),  # the same in a node's forward and backward records (tl.viz matches them)
         "phase": phase,
         "device": fn.backend.device,
         "start_ms": _start_ms(start),

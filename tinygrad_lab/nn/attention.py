@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_lab.function import no_grad
 from tinygrad_lab.nn import init
 from tinygrad_lab.nn.conv import Dropout
 from tinygrad_lab.nn.layers import Linear
@@ -162,7 +163,8 @@ class RotaryEmbedding(Module):
         pos = np.arange(t) if positions is None else np.asarray(positions).reshape(-1)
         if pos.shape != (t,):
             raise ValueError(f"RotaryEmbedding: {pos.size} positions for {t} time steps")
-        key = (pos.tobytes(), like.dtype.str, like.device)
+        # the bytes alone are ambiguous: int32 [1, 0] and int64 [1] have the same ones
+        key = (pos.dtype.str, pos.shape, pos.tobytes(), like.dtype.str, like.device)
         tables = self._cache.get(key)
         if tables is None:
             cos, sin = _attention.rotary_tables(pos, self.head_dim, self.base, like.dtype)
@@ -199,11 +201,14 @@ class MultiHeadAttention(Module):
         self.rope = RotaryEmbedding(self.head_dim, rope_base) if rope else None
 
     def forward(self, x: Tensor, mask: Any = None, causal: bool | None = None,
-                positions: Any = None) -> Tensor:
-        """x (B, T, C) -> (B, T, C). mask: boolean, broadcastable to (B, H, T, T), True = attend."""
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MultiHeadAttention({self.d_model}) expects (B, T, {self.d_model}), "
-                             f"got {x.shape}")
+                positions: Any = None, need_weights: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, T, C) -> (B, T, C). mask: boolean, broadcastable to (B, H, T, T), True = attend.
+
+        need_weights=True also returns the attention weights (B, H, T, T), per head (torch's
+        average_attn_weights=False), without a graph: the fused node never materialises them
+        for backward, so they are recomputed from the same q and k (attention_weights)."""
+        self._check_input(x)
         b, t, c = x.shape
         qkv = self.qkv(x.reshape(b * t, c)).reshape(b, t, 3 * c)  # (B*T, 3C) -> (B, T, 3C)
         cos = sin = None
@@ -213,7 +218,37 @@ class MultiHeadAttention(Module):
             qkv, num_heads=self.num_heads, causal=self.causal if causal is None else causal,
             mask=_mask_array(mask, x, (b, self.num_heads, t, t), "MultiHeadAttention"),
             cos=cos, sin=sin)
-        return self.proj(y.reshape(b * t, c)).reshape(b, t, c)  # (B*T, C) -> (B, T, C)
+        out = self.proj(y.reshape(b * t, c)).reshape(b, t, c)  # (B*T, C) -> (B, T, C)
+        if not need_weights:
+            return out
+        return out, self._weights(qkv.detach(), mask, causal, positions)
+
+    def attention_weights(self, x: Tensor, mask: Any = None, causal: bool | None = None,
+                          positions: Any = None) -> Tensor:
+        """softmax(q k^T / sqrt(D)) with the layer's mask, (B, H, T, T), for input x (B, T, C):
+        what each query position attends to, per head. No graph (an inspection, not a loss)."""
+        self._check_input(x)
+        b, t, c = x.shape
+        with no_grad():
+            qkv = self.qkv(x.reshape(b * t, c)).reshape(b, t, 3 * c)  # (B, T, 3C)
+        return self._weights(qkv, mask, causal, positions)
+
+    def _weights(self, qkv: Tensor, mask: Any, causal: bool | None, positions: Any) -> Tensor:
+        b, t, _ = qkv.shape
+        h, d = self.num_heads, self.head_dim
+        with no_grad():
+            heads = qkv.reshape(b, t, 3, h, d).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+            q, k = heads[0], heads[1]
+            if self.rope is not None:
+                q, k = self.rope(q, positions), self.rope(k, positions)
+            scores = q @ k.transpose(-1, -2)  # (B, H, T, T)
+            return masked_softmax(scores, 1.0 / math.sqrt(d),
+                                  self.causal if causal is None else causal, mask)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"MultiHeadAttention({self.d_model}) expects (B, T, {self.d_model}), "
+                             f"got {x.shape}")
 
     def extra_repr(self) -> str:
         extra = (", causal=True" if self.causal else "") + (", rope=True" if self.rope else "")

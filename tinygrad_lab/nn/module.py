@@ -37,9 +37,38 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kw: Any) -> Any:
+        if self.__dict__.get("_has_hooks"):
+            from tinygrad_lab.nn.hooks import call_with_hooks
+
+            return call_with_hooks(self, self._call, args, kw)
+        return self._call(*args, **kw)
+
+    def _call(self, *args: Any, **kw: Any) -> Any:
         if _function._memory is not None:  # memory accounting: ops inside belong to this module
             return _function._memory.call_module(self, args, kw)
         return self.forward(*args, **kw)
+
+    # --- hooks (tinygrad_lab/nn/hooks.py) ------------------------------------------------
+    def register_forward_pre_hook(self, hook: Any) -> Any:
+        """hook(module, args) before forward; returning a tuple replaces the args."""
+        return self._add_hook("forward_pre_hook", hook)
+
+    def register_forward_hook(self, hook: Any) -> Any:
+        """hook(module, args, output) after forward; returning a value replaces the output."""
+        return self._add_hook("forward_hook", hook)
+
+    def register_full_backward_hook(self, hook: Any) -> Any:
+        """hook(module, grad_input, grad_output) once the gradients of the module's tensor
+        inputs are known (arrays; None where an input needs none); returning a tuple replaces
+        grad_input."""
+        return self._add_hook("full_backward_hook", hook)
+
+    def _add_hook(self, kind: str, hook: Any) -> Any:
+        from tinygrad_lab.nn.hooks import add_hook
+
+        handle = add_hook(self, kind, hook)
+        object.__setattr__(self, "_has_hooks", True)
+        return handle
 
     # --- the tree -------------------------------------------------------------------------
     def register_buffer(self, name: str, value: Tensor, persistent: bool = True) -> None:
@@ -130,10 +159,14 @@ class Module:
         state.update({name: b.numpy().copy() for name, b in buffers})
         return state
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True,
+                        layout: str | None = None) -> None:
         """Copy arrays into the parameters and buffers of the same names and shapes. A state
         without a non-persistent buffer is complete; one with it (written while it was
-        persistent) loads it too."""
+        persistent) loads it too. layout="torch" loads a torch state_dict (nn/torch_layout.py)."""
+        from tinygrad_lab.nn import torch_layout
+
+        state = torch_layout.prepare(self, state, strict, layout)
         targets: dict[str, Tensor] = dict(self.named_parameters())
         targets.update(dict(self.named_buffers(persistent_only=True)))
         missing = sorted(set(targets) - set(state))
@@ -145,11 +178,12 @@ class Module:
             if name not in state:
                 continue
             raw = state[name]
-            value = raw.numpy() if isinstance(raw, Tensor) else np.asarray(raw)
+            value = _on_device(raw, tensor._backend)
             if value.shape != tensor.shape:
                 raise ValueError(
                     f"load_state_dict: {name} has shape {value.shape} in the state but "
                     f"{tensor.shape} in the module"
+                    + torch_layout.shape_hint(value.shape, tensor.shape)
                 )
             tensor.data[...] = tensor._backend.asarray(value.astype(tensor.dtype, copy=False))
             tensor._bump_version()
@@ -160,12 +194,16 @@ class Module:
 
         backend = get_backend(device)
         for _, p in self.named_parameters():
+            if p._backend is backend:  # already there: no round trip, gradient kept
+                continue
             p.data = backend.asarray(p._backend.to_numpy(p.data))
             p._backend, p._device = backend, backend.device
             p.grad = None
             if _function._memory is not None:
                 _function._memory.add(p.data, "parameters", p._device)
         for _, b in self.named_buffers():
+            if b._backend is backend:
+                continue
             b.data = backend.asarray(b._backend.to_numpy(b.data))
             b._backend, b._device = backend, backend.device
         return self
@@ -178,3 +216,13 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _on_device(value: Any, backend: Any) -> Any:
+    """A state entry as an array load_state_dict can copy from: a Tensor or device array
+    already on `backend` as it is (no round trip through the host), anything else as NumPy."""
+    if isinstance(value, Tensor):
+        return value.data if value._backend is backend else value.numpy()
+    if type(value).__module__.split(".")[0] == "cupy":  # a GPU array: stays on a GPU
+        return value if getattr(backend.xp, "__name__", "") == "cupy" else value.get()
+    return np.asarray(value)
