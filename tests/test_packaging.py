@@ -120,6 +120,14 @@ def test_wheel_maps_kernels_under_the_package(names):
         assert f"tinygrad_lab/kernels/{rel}" in names, rel
 
 
+def test_wheel_ships_every_module_of_the_package(names):
+    """pyproject lists the sub-packages by hand: one left out would be missing from a wheel
+    (an editable install would still find it, so only a built wheel shows it)."""
+    for path in (REPO / "tinygrad_lab").rglob("*.py"):
+        rel = path.relative_to(REPO).as_posix()
+        assert rel in names, f"{rel} is not in the wheel: add its package to pyproject.toml"
+
+
 def test_wheel_ships_data_and_type_markers(names):
     for name in MNIST:
         assert f"tinygrad_lab/data/mnist/{name}" in names
