@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import sklearn.metrics as skm
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinygrad_lab import metrics
@@ -101,6 +101,7 @@ def test_binary_average_matches_sklearn(pair, zero_division):
 def test_labels_argument_and_confusion_matrix_match_sklearn(pair):
     t, p = pair
     labels = [0, 1, 7]  # 7 never occurs: zero counts
+    assume(np.isin(np.asarray(t), labels).any())  # sklearn refuses labels none of y_true has
     np.testing.assert_array_equal(metrics.confusion_matrix(t, p),
                                   skm.confusion_matrix(t, p))
     np.testing.assert_array_equal(metrics.confusion_matrix(t, p, labels=labels),
@@ -148,11 +149,12 @@ def test_regression_matches_sklearn(n, outputs, seed):
     p = t + rng.standard_normal((n, outputs))
     assert metrics.mean_squared_error(t, p) == pytest.approx(skm.mean_squared_error(t, p))
     assert metrics.mean_absolute_error(t, p) == pytest.approx(skm.mean_absolute_error(t, p))
-    assert metrics.r2(t, p) == pytest.approx(skm.r2_score(t, p))
+    assert metrics.r2(t, p) == pytest.approx(skm.r2_score(t, p), rel=1e-9, abs=1e-12)
     metric = metrics.get("r2")
     for chunk in np.array_split(np.arange(n), 3):
         metric.update_state(t[chunk], p[chunk])
-    assert metric.result() == pytest.approx(skm.r2_score(t, p), abs=1e-9)
+    # from summed moments: digits cancel where y's spread is tiny (n=2, two close values)
+    assert metric.result() == pytest.approx(skm.r2_score(t, p), rel=1e-6, abs=1e-9)
 
 
 # --- stateful metrics -----------------------------------------------------------------------------

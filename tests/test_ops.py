@@ -195,6 +195,18 @@ def _cross_entropy_ref(x: np.ndarray, labels: np.ndarray) -> Any:
     return -_log_softmax(x, -1)[np.arange(len(labels)), labels].mean()
 
 
+@st.composite
+def _unbiased_var_cases(draw: st.DrawFn) -> Case:
+    """axis None, one or several (not none), each reduced side at least 2 long: the default
+    correction=1 divides by n - 1 (n = 1: tests/test_semantics.py)."""
+    s = draw(tst.shapes(min_dims=1, max_side=MAX_SIDE))
+    axis = draw(tst.axes(len(s)).filter(lambda a: a != ()))
+    reduced = range(len(s)) if axis is None else {
+        a % len(s) for a in ((axis,) if isinstance(axis, int) else axis)}
+    s = tuple(max(n, 2) if i in reduced else n for i, n in enumerate(s))
+    return (s,), {"axis": axis, "keepdims": draw(st.booleans())}
+
+
 def _clip_ref(x: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
     return np.clip(x, -np.inf if low is None else low, np.inf if high is None else high)
 
@@ -321,7 +333,13 @@ OP_SPECS = [
     # reductions
     OpSpec("sum", Tensor.sum, np.sum, cases=with_params(SHAPES, reduce_params)),
     OpSpec("mean", Tensor.mean, np.mean, cases=with_params(SHAPES, reduce_params)),
-    OpSpec("var", Tensor.var, np.var, cases=with_params(SHAPES, reduce_params)),
+    # var: torch's default correction=1 (NumPy's ddof=1), then the biased correction=0 on
+    # every shape, size-0 and size-1 axes included
+    OpSpec("var", Tensor.var, lambda x, axis, keepdims: np.var(x, axis, keepdims=keepdims, ddof=1),
+           cases=_unbiased_var_cases, torch_fn=lambda x, axis, keepdims:
+           torch.var(x, dim=axis, keepdim=keepdims)),
+    OpSpec("var_biased", lambda x, axis, keepdims: x.var(axis, keepdims, correction=0), np.var,
+           cases=with_params(SHAPES, reduce_params)),
     OpSpec(
         "max",
         Tensor.max,

@@ -19,6 +19,8 @@ import tinygrad_lab as tl
 from tinygrad_lab.nn import functional as F
 from tinygrad_lab.testing import strategies as tst
 from tinygrad_lab.testing.opspec import (
+    AT_LEAST_1D,
+    WITH_EMPTY,
     Case,
     OpSpec,
     Params,
@@ -30,8 +32,6 @@ from tinygrad_lab.testing.opspec import (
     with_params,
 )
 
-WITH_EMPTY = tst.shapes(max_dims=3, min_side=0, max_side=4)
-AT_LEAST_1D = tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
 INDEX = np.int64
 
 
@@ -348,8 +348,7 @@ OP_SPECS = [
     OpSpec("masked_select", lambda x, mask, value: x.masked_select(mask),
            lambda x, mask, value: np.broadcast_to(x, np.broadcast_shapes(x.shape, mask.shape))[
                np.broadcast_to(mask, np.broadcast_shapes(x.shape, mask.shape))],
-           cases=with_params(tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=4),
-                             _mask_params),
+           cases=with_params(AT_LEAST_1D, _mask_params),
            torch_fn=lambda x, mask, value: x.masked_select(torch.as_tensor(mask))),
     OpSpec("pad", lambda x, pad, mode, value: F.pad(x, pad, mode, value), _pad_ref,
            cases=_pad_cases, torch_fn=torch_F.pad),

@@ -1,5 +1,5 @@
 """Reductions and scans, one OpSpec row each (tinygrad_lab.testing.opspec): torch's spelling
-(dim=, keepdim=) beside the house's, prod, max/min along a dim, std, logsumexp, cumsum,
+(dim=, keepdim=) beside the house's, prod, max/min along a dim, var and std, logsumexp, cumsum,
 cumprod, norm, sort and topk. Shapes include size-0 and size-1 dimensions where the op
 defines a value there."""
 
@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from tinygrad_lab.testing import strategies as tst
 from tinygrad_lab.testing.opspec import (
+    AT_LEAST_1D,
+    WITH_EMPTY,
     OpSpec,
     Params,
     Shape,
@@ -26,9 +28,7 @@ from tinygrad_lab.testing.opspec import (
     with_params,
 )
 
-WITH_EMPTY = tst.shapes(max_dims=3, min_side=0, max_side=4)  # size-0 and size-1 sides
 NON_EMPTY = tst.shapes(max_dims=3, min_side=1, max_side=4)
-AT_LEAST_1D = tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
 
 
 def _torch_dim(dim: Any, x: torch.Tensor) -> Any:
@@ -75,13 +75,27 @@ def _extreme_ref(fn: Any) -> Any:
     return lambda x, dim, keepdim: fn(x, axis=dim if x.ndim else None, keepdims=keepdim)
 
 
-def _std_ref(x: np.ndarray, dim: Any, keepdim: bool) -> Any:
-    return np.std(x, axis=dim, keepdims=keepdim, ddof=1)
+@st.composite
+def _var_cases(draw: st.DrawFn, corrections: tuple[float, ...] = (1,)) -> Any:
+    """dim None or one axis, every reduced side at least 2 long: torch's default correction=1
+    divides by n - 1, so n = 1 is inf/nan (tests/test_semantics.py checks that edge)."""
+    s = draw(tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=4))
+    dim = draw(st.one_of(st.none(), st.integers(-len(s), len(s) - 1)))
+    s = tuple(max(n, 2) if dim is None or i == dim % len(s) else n for i, n in enumerate(s))
+    return (s,), {"dim": dim, "keepdim": draw(st.booleans()),
+                  "correction": draw(st.sampled_from(corrections))}
 
 
-def _std_valid(x: np.ndarray, dim: Any, keepdim: bool) -> bool:
-    count = x.size // max(int(np.prod(np.std(x, axis=dim).shape)), 1) if x.size else 0
-    return count > 1 and bool(np.all(np.var(x, axis=dim) > 1e-2))
+def _var_ref(x: np.ndarray, dim: Any, keepdim: bool, correction: float) -> Any:
+    return np.var(x, axis=dim, keepdims=keepdim, ddof=correction)
+
+
+def _std_ref(x: np.ndarray, dim: Any, keepdim: bool, correction: float) -> Any:
+    return np.std(x, axis=dim, keepdims=keepdim, ddof=correction)
+
+
+def _std_valid(x: np.ndarray, dim: Any, keepdim: bool, correction: float) -> bool:
+    return bool(np.all(np.var(x, axis=dim) > 1e-2))  # sqrt's gradient is infinite at 0
 
 
 def _lse_ref(x: np.ndarray, dim: Any, keepdim: bool) -> Any:
@@ -133,7 +147,7 @@ def _sort_ref(x: np.ndarray, dim: int, descending: bool) -> Any:
 
 @st.composite
 def _topk_cases(draw: st.DrawFn) -> Any:
-    s = draw(tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=4))
+    s = draw(AT_LEAST_1D)
     dim = draw(st.integers(-len(s), len(s) - 1))
     k = draw(st.integers(0, s[dim]))
     return (s,), {"k": k, "dim": dim, "largest": draw(st.booleans())}
@@ -171,9 +185,22 @@ OP_SPECS = [
            cases=with_params(NON_EMPTY, _dim_keepdim), separated=True,
            torch_fn=lambda x, dim, keepdim: x * 1.0 if dim == () else
            torch.amin(x, dim=_torch_dim(dim, x), keepdim=keepdim)),
-    OpSpec("std", lambda x, dim, keepdim: x.std(dim=dim, keepdim=keepdim, ddof=1), _std_ref,
-           cases=with_params(NON_EMPTY, _one_dim_or_none), valid=_std_valid,
-           torch_fn=lambda x, dim, keepdim: torch.std(x, dim=dim, keepdim=keepdim)),
+    # var/std: the default is torch's correction=1; the _correction rows pass 0 or 1 explicitly
+    OpSpec("var", lambda x, dim, keepdim, correction: x.var(dim=dim, keepdim=keepdim),
+           _var_ref, cases=_var_cases,
+           torch_fn=lambda x, dim, keepdim, correction: torch.var(x, dim=dim, keepdim=keepdim)),
+    OpSpec("var_correction", lambda x, dim, keepdim, correction:
+           x.var(dim=dim, keepdim=keepdim, correction=correction), _var_ref,
+           cases=lambda: _var_cases((0, 1)), torch_fn=lambda x, dim, keepdim, correction:
+           torch.var(x, dim=dim, keepdim=keepdim, correction=correction)),
+    OpSpec("std", lambda x, dim, keepdim, correction: x.std(dim=dim, keepdim=keepdim),
+           _std_ref, cases=_var_cases, valid=_std_valid,
+           torch_fn=lambda x, dim, keepdim, correction: torch.std(x, dim=dim, keepdim=keepdim)),
+    OpSpec("std_correction", lambda x, dim, keepdim, correction:
+           x.std(dim=dim, keepdim=keepdim, correction=correction), _std_ref,
+           cases=lambda: _var_cases((0, 1)), valid=_std_valid,
+           torch_fn=lambda x, dim, keepdim, correction:
+           torch.std(x, dim=dim, keepdim=keepdim, correction=correction)),
     OpSpec("logsumexp", lambda x, dim, keepdim: x.logsumexp(dim=dim, keepdim=keepdim),
            _lse_ref, cases=with_params(NON_EMPTY, _dim_keepdim), torch_fn=_lse_torch),
     OpSpec("cumsum", lambda x, dim: x.cumsum(dim), lambda x, dim: np.cumsum(x, axis=dim),

@@ -1,6 +1,7 @@
 """PyTorch's semantics where they are easy to get wrong: gradients of pow at 0, reductions over
-nothing, dtype promotion, clip's bounds, the RoPE table cache, clip_grad_norm_'s arguments, and
-schedulers stepped together on one optimizer. Each is compared with torch where torch has it."""
+nothing, var/std's default correction=1, the order of sort's ties, dtype promotion, clip's
+bounds, the RoPE table cache, clip_grad_norm_'s arguments, and schedulers stepped together on
+one optimizer. Each is compared with torch where torch has it."""
 
 from __future__ import annotations
 
@@ -63,6 +64,87 @@ def test_var_with_ddof_at_least_n_divides_by_zero_as_torch(n, ddof):
     np.testing.assert_allclose(ours, theirs)  # inf, nan or a number: the same
 
 
+# --- var/std: torch's default, correction=1 ----------------------------------------------------
+@pytest.mark.parametrize("fn", ["var", "std", "var_mean", "std_mean"])
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (0, False), (1, True), ((0, 1), False)])
+def test_var_and_std_default_to_torchs_unbiased_estimate(fn, dim, keepdim):
+    a = np.random.default_rng(0).normal(size=(3, 4))
+    kw = {} if dim is None else {"dim": dim, "keepdim": keepdim}
+    ours, theirs = getattr(tl, fn)(tl.Tensor(a), **kw), getattr(torch, fn)(torch.tensor(a), **kw)
+    for o, t in zip(ours if isinstance(ours, tuple) else (ours,),
+                    theirs if isinstance(theirs, tuple) else (theirs,)):
+        assert o.shape == tuple(t.shape)
+        np.testing.assert_allclose(o.numpy(), t.numpy(), rtol=1e-12)
+    assert not np.allclose(tl.Tensor(a).var().item(), a.var())  # not NumPy's ddof=0
+
+
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom")  # torch's, on purpose here
+@pytest.mark.parametrize("fn", ["var", "std"])
+@pytest.mark.parametrize("shape,dim", [((1,), None), ((3, 1), 1), ((1, 2), 0), ((2,), None)])
+def test_var_of_one_element_is_nan_with_the_default_correction_as_torch(fn, shape, dim):
+    # n = 1 = correction divides by 0: nan values (0 / 0), and nan gradients, as torch
+    x = np.arange(1.0, 1 + np.prod(shape)).reshape(shape)
+    kw = {} if dim is None else {"dim": dim}
+    ours = getattr(tl.Tensor(x), fn)(**kw).numpy()
+    theirs = getattr(torch.tensor(x), fn)(**kw).numpy()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_allclose(ours, theirs)
+    ours_g, theirs_g = _grad_pair(lambda t: getattr(t, fn)(**kw), x)
+    np.testing.assert_allclose(ours_g[0], theirs_g[0])  # nan where torch's is nan
+
+
+@pytest.mark.parametrize("ours_kw,torch_kw", [
+    ({"correction": 0}, {"correction": 0}), ({"ddof": 0}, {"correction": 0}),
+    ({"unbiased": False}, {"unbiased": False}), ({"unbiased": True}, {}),
+    ({"ddof": 1}, {}), ({"correction": 0.5}, {"correction": 0.5}),
+    ({"correction": 2}, {"correction": 2}), ({"correction": -1}, {"correction": -1}),
+])
+def test_var_correction_ddof_and_unbiased_spell_the_same_thing_as_torch(ours_kw, torch_kw):
+    a = np.random.default_rng(1).normal(size=(2, 5))
+    for fn in ("var", "std"):
+        ours = getattr(tl.Tensor(a), fn)(dim=1, **ours_kw).numpy()
+        theirs = getattr(torch.tensor(a), fn)(dim=1, **torch_kw).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"correction": 1, "ddof": 1}, {"ddof": 0, "unbiased": False},
+                                {"correction": 0, "unbiased": True}, {"unbiased": 1},
+                                {"correction": "1"}])
+@pytest.mark.parametrize("fn", ["var", "std", "var_mean", "std_mean"])
+def test_var_rejects_two_corrections_at_once_or_a_wrong_type(fn, kw):
+    with pytest.raises(TypeError, match="correction|unbiased"):
+        getattr(tl.Tensor(np.ones(3)), fn)(**kw)
+
+
+# --- sort(stable=), topk(sorted=) ---------------------------------------------------------------
+@settings(max_examples=25)
+@given(st.lists(st.integers(-2, 2), min_size=1, max_size=12), st.integers(1, 3), st.booleans(),
+       st.booleans())
+def test_sort_orders_ties_as_torchs_stable_sort(values, rows, descending, stable):
+    # every row the same multiset in another order: ties everywhere, along dim 1 and dim 0
+    a = np.array([np.roll(values, r) for r in range(rows)], dtype=np.float64)
+    for dim in (1, 0, -1):
+        got = tl.Tensor(a).sort(dim, descending=descending, stable=stable)
+        want = torch.sort(torch.tensor(a), dim=dim, descending=descending, stable=True)
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(
+            tl.Tensor(a).argsort(dim, descending=descending, stable=stable).numpy(),
+            want.indices.numpy())
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_unsorted_returns_torchs_values_sorted(largest):
+    # sorted=False: torch may return any order; ours is sorted, which is one of them
+    a = np.random.default_rng(2).permutation(12).astype(np.float64).reshape(3, 4)
+    got = tl.Tensor(a).topk(3, dim=1, largest=largest, sorted=False)
+    want = torch.topk(torch.tensor(a), 3, dim=1, largest=largest, sorted=False)
+    np.testing.assert_array_equal(np.sort(got.values.numpy(), 1), np.sort(want.values.numpy(), 1))
+    sorted_ = torch.topk(torch.tensor(a), 3, dim=1, largest=largest, sorted=True)
+    np.testing.assert_array_equal(got.values.numpy(), sorted_.values.numpy())
+    np.testing.assert_array_equal(got.indices.numpy(), sorted_.indices.numpy())
+
+
 def test_cross_entropy_mean_over_no_rows_is_nan():
     assert np.isnan(F.cross_entropy(tl.Tensor(np.zeros((0, 4))), np.zeros(0, np.int64)).item())
 
@@ -101,11 +183,11 @@ def test_clip_grad_norm_takes_one_tensor_or_an_iterable_like_torch():
     q.grad = torch.tensor(g)
     total = optim.clip_grad_norm_(p, 1.0)
     theirs = torch.nn.utils.clip_grad_norm_(q, 1.0)
-    np.testing.assert_allclose(total, theirs.item())
+    np.testing.assert_allclose(total.item(), theirs.item())
     np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6)
     a, b = (tl.Tensor(np.zeros(2), requires_grad=True) for _ in range(2))
     a.grad, b.grad = tl.Tensor(np.array([3.0, 0.0])), tl.Tensor(np.array([0.0, 4.0]))
-    assert optim.clip_grad_norm_(iter([a, b]), 10.0) == pytest.approx(5.0)
+    assert optim.clip_grad_norm_(iter([a, b]), 10.0).item() == pytest.approx(5.0)
 
 
 # --- dtype promotion: torch's, not NumPy's -----------------------------------------------------
@@ -249,6 +331,6 @@ def test_clip_grad_norm_p_norms_match_torch(norm_type):
         o.grad, t.grad = tl.Tensor(g.copy()), torch.tensor(g)
     total = optim.clip_grad_norm_(ours, 0.5, norm_type=norm_type)
     expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5, norm_type=norm_type)
-    np.testing.assert_allclose(total, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-12)
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-9)

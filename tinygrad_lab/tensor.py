@@ -825,15 +825,41 @@ class Tensor:
         return self._floating().sum(axes, keepdims) * (1.0 / count if count else float("nan"))
 
     @_dim_aliases
-    def var(
-        self, axis: int | Sequence[int] | None = None, keepdims: bool = False, ddof: int = 0
-    ) -> Tensor:
+    def var(self, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+            correction: float | None = None, *, ddof: float | None = None,
+            unbiased: bool | None = None) -> Tensor:
+        """sum((x - mean)**2) / (n - correction) over `axis` (torch.var). The default is
+        torch's, correction=1 (the unbiased estimate), not NumPy's ddof=0; ddof is NumPy's
+        name for correction and unbiased=True/False torch's older one (1/0): give at most
+        one of the three. The second positional argument is keepdims, as in the house's
+        other reductions (torch's old var(dim, unbiased) form takes unbiased= by name here)."""
+        c = Tensor._correction("var", correction, ddof, unbiased)
         axes = _as_axes(axis, self.ndim)
         count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         centred = self._floating() - self.mean(axes, keepdims=True)
-        # ddof >= n divides by 0, as torch: inf (nan where the squares sum to 0)
-        scale = 1.0 / (count - ddof) if count > ddof else float("inf")
+        # n <= correction divides by 0, as torch: inf (nan where the squares sum to 0)
+        scale = 1.0 / (count - c) if count > c else float("inf")
         return (centred * centred).sum(axes, keepdims) * scale
+
+    @staticmethod
+    def _correction(fn: str, correction: Any, ddof: Any, unbiased: Any) -> float:
+        """The one divisor offset of var/std from torch's correction, NumPy's ddof or torch's old
+        unbiased flag; torch's default 1 when none is given. Two at once is an error, as torch."""
+        given = [n for n, v in (("correction", correction), ("ddof", ddof), ("unbiased", unbiased))
+                 if v is not None]
+        if len(given) > 1:
+            raise TypeError(f"{fn}: give one of correction, ddof, unbiased, not "
+                            f"{' and '.join(given)}")
+        if unbiased is not None:
+            if not isinstance(unbiased, (bool, np.bool_)):
+                raise TypeError(f"{fn}: unbiased must be True or False, got {unbiased!r}")
+            return 1.0 if unbiased else 0.0
+        value = correction if correction is not None else ddof
+        if value is None:
+            return 1.0
+        if not isinstance(value, (int, float, np.number)):  # a bool counts as 0/1, as in torch
+            raise TypeError(f"{fn}: {given[0]} must be a number, got {value!r}")
+        return float(value)
 
     def max(self, axis: int | Sequence[int] | Tensor | None = None, keepdims: bool = False, *,
             dim: int | None = None, keepdim: bool | None = None) -> Any:
@@ -962,22 +988,28 @@ class Tensor:
         """Product over `axis` (all: None); exact gradients where elements are zero."""
         return reduce.Prod.apply(self, axis=_as_axes(axis, self.ndim), keepdims=keepdims)
 
-    def std(self, *args: Any, **kw: Any) -> Tensor:
-        """sqrt(var(...)), with var's arguments and conventions."""
-        return self.var(*args, **kw).sqrt()
+    @_dim_aliases
+    def std(self, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+            correction: float | None = None, *, ddof: float | None = None,
+            unbiased: bool | None = None) -> Tensor:
+        """sqrt(var(...)) (torch.std): var's arguments and default, correction=1."""
+        return self.var(axis, keepdims, correction, ddof=ddof, unbiased=unbiased).sqrt()
 
-    def var_mean(self, *args: Any, **kw: Any) -> tuple[Tensor, Tensor]:
-        """(var, mean) over the same axes (torch.var_mean)."""
-        return self.var(*args, **kw), self._mean_like(*args, **kw)
+    @_dim_aliases
+    def var_mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+                 correction: float | None = None, *, ddof: float | None = None,
+                 unbiased: bool | None = None) -> tuple[Tensor, Tensor]:
+        """(var, mean) over the same axes (torch.var_mean); var's default, correction=1."""
+        return (self.var(axis, keepdims, correction, ddof=ddof, unbiased=unbiased),
+                self.mean(axis, keepdims))
 
-    def std_mean(self, *args: Any, **kw: Any) -> tuple[Tensor, Tensor]:
-        """(std, mean) over the same axes (torch.std_mean)."""
-        return self.std(*args, **kw), self._mean_like(*args, **kw)
-
-    def _mean_like(self, axis: Any = None, keepdims: bool = False, *_: Any, dim: Any = None,
-                   keepdim: bool | None = None, **__: Any) -> Tensor:
-        axis = dim if dim is not None else axis
-        return self.mean(axis, keepdims if keepdim is None else keepdim)
+    @_dim_aliases
+    def std_mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+                 correction: float | None = None, *, ddof: float | None = None,
+                 unbiased: bool | None = None) -> tuple[Tensor, Tensor]:
+        """(std, mean) over the same axes (torch.std_mean); var's default, correction=1."""
+        return (self.std(axis, keepdims, correction, ddof=ddof, unbiased=unbiased),
+                self.mean(axis, keepdims))
 
     def _boolean(self, fn: str, axis: Any, keepdims: bool) -> Tensor:
         out = getattr(self._backend.xp, fn)(self._data, axis=_as_axes(axis, self.ndim),
@@ -1027,7 +1059,8 @@ class Tensor:
         return indexing.argsort(self, dim, descending, stable)
 
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
-        """(values, indices) of the k largest (smallest) along dim (torch.topk)."""
+        """(values, indices) of the k largest (smallest) along dim (torch.topk); always sorted,
+        which sorted=False allows (ops/indexing.py)."""
         return indexing.topk(self, k, dim, largest, sorted)
 
     def norm(self, p: float | str = 2, dim: int | Sequence[int] | None = None,

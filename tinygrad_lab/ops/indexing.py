@@ -347,7 +347,9 @@ def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = F
 def sort(x: Tensor, dim: int = -1, descending: bool = False,
          stable: bool = False) -> ValuesIndices:
     """(values, indices) sorted along dim (torch.sort); the values' gradient goes back to
-    where each came from (a gather)."""
+    where each came from (a gather). Always stable: equal values keep their order, descending
+    too, which is torch's order with stable=True; stable=False lets torch order ties as it
+    likes, so the stable order is a valid answer there too and `stable` changes nothing."""
     indices = argsort(x, dim, descending)
     if x.ndim == 0:
         return ValuesIndices(x, indices)
@@ -356,8 +358,10 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False,
 
 def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True,
          sorted: bool = True) -> ValuesIndices:
-    """The k largest (or smallest) values along dim and their indices (torch.topk); always
-    sorted."""
+    """The k largest (or smallest) values along dim and their indices (torch.topk). Always
+    sorted, largest first (smallest first with largest=False): sorted=False lets torch return
+    the k in any order, so sorted output is valid there too. Among equal values the earliest
+    index wins (a stable sort); torch leaves that choice open."""
     n = x.shape[_axis("topk", dim, x.ndim)] if x.ndim else 1
     if not 0 <= k <= n:
         raise ValueError(f"topk: k={k} is out of range for a dimension of size {n}")

@@ -34,6 +34,10 @@ from tinygrad_lab.testing.gradcheck import check_forward, gradcheck
 Shape = tuple[int, ...]
 MAX_SIDE = 4  # up to 4**4 = 256 elements: every element is drawn and perturbed by gradcheck
 SHAPES = tst.shapes(max_side=MAX_SIDE)
+WITH_EMPTY = tst.shapes(max_dims=3, min_side=0, max_side=MAX_SIDE)
+"""Up to three axes, size-0 and size-1 sides included: for ops defined on empty tensors."""
+AT_LEAST_1D = tst.shapes(min_dims=1, max_dims=3, min_side=0, max_side=MAX_SIDE)
+"""The same with at least one axis: for ops that take a dim."""
 Params = dict[str, Any]
 Case = tuple[tuple[Shape, ...], Params]
 Domain = tuple[float, float]
