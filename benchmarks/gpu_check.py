@@ -234,6 +234,14 @@ def _torch(device: Device, disabled: bool) -> tuple[Any, str] | None:
     return torch, f"cuda:{device.backend.index}"
 
 
+def _skipped_without_torch(out: dict[str, Any], torch_pair: tuple[Any, str] | None) -> bool:
+    """Mark a check that compares with torch as skipped when torch is not usable here."""
+    if torch_pair is None:
+        out["status"], out["value"] = "skip", "needs torch on this device"
+        return True
+    return False
+
+
 # --- a. correctness ---------------------------------------------------------------------------
 def _max_rel_err(ours: Any, theirs: Any, scale: float | None = None) -> float:
     """max |ours - theirs| / max(max |theirs| (or `scale`), 1e-12) (NaNs in the same places
@@ -642,10 +650,7 @@ def check_hardware(report: Report, device: Device, torch_pair: tuple[Any, str] |
     for label, dtype_name, tf32 in (("GEMM TF32", "float32", True), ("GEMM bf16", "bfloat16",
                                                                       False)):
         with report.check("hardware", label, f"{size}^3, torch", need=5.0) as out:
-            if out["skip"]:
-                continue
-            if torch_pair is None:
-                out["status"], out["value"] = "skip", "needs torch on this device"
+            if out["skip"] or _skipped_without_torch(out, torch_pair):
                 continue
             torch, where = torch_pair
             saved = torch.backends.cuda.matmul.allow_tf32
@@ -759,10 +764,7 @@ def check_training(report: Report, device: Device, torch_pair: tuple[Any, str] |
                 del step
         with report.check("training", f"{work['name']} PyTorch eager", detail,
                           need=20.0 if not device.dry else 1.0) as out:
-            if out["skip"]:
-                continue
-            if torch_pair is None:
-                out["status"], out["value"] = "skip", "needs torch on this device"
+            if out["skip"] or _skipped_without_torch(out, torch_pair):
                 continue
             torch, where = torch_pair
             step = _torch_step(work, torch, where)

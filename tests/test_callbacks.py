@@ -175,33 +175,30 @@ class _StopAfter(Callback):
         self.loop.stop_training = epoch + 1 >= self.epochs
 
 
-def test_model_checkpoint_resumes_bit_for_bit(tmp_path):
-    def run(model: nn.Module, *callbacks: Callback, resume: Any = None) -> None:
-        fit(model, _batches, _loss, optim.Adam(model.parameters(), lr=0.05), epochs=4,
-            callbacks=list(callbacks), resume=resume)
+def _adam_fit(model: nn.Module, epochs: int, *callbacks: Callback, resume: Any = None) -> None:
+    fit(model, _batches, _loss, optim.Adam(model.parameters(), lr=0.05), epochs=epochs,
+        callbacks=list(callbacks), resume=resume)
 
+
+def test_model_checkpoint_resumes_bit_for_bit(tmp_path):
     full = _model()
-    run(full)
+    _adam_fit(full, 4)
     saver = ModelCheckpoint(str(tmp_path / "e{epoch}.safetensors"))
-    run(_model(), saver, _StopAfter(2))
+    _adam_fit(_model(), 4, saver, _StopAfter(2))
     assert len(saver.saved) == 2
     model = _model(seed=5)  # other weights: all must come from the checkpoint
-    run(model, resume=saver.saved[1])
+    _adam_fit(model, 4, resume=saver.saved[1])
     assert _same(model.state_dict(), full.state_dict())
 
 
 def test_model_checkpoint_mid_epoch_resumes_bit_for_bit(tmp_path):
-    def run(model: nn.Module, *callbacks: Callback, resume: Any = None) -> None:
-        fit(model, _batches, _loss, optim.Adam(model.parameters(), lr=0.05), epochs=2,
-            callbacks=list(callbacks), resume=resume)
-
     full = _model()
-    run(full)
+    _adam_fit(full, 2)
     saver = ModelCheckpoint(str(tmp_path / "s{step}.safetensors"), save_freq=2)
-    run(_model(), saver)
+    _adam_fit(_model(), 2, saver)
     assert saver.saved[0].endswith("s2.safetensors")  # after batch 2 of epoch 1's 3
     model = _model(seed=5)
-    run(model, resume=saver.saved[0])
+    _adam_fit(model, 2, resume=saver.saved[0])
     assert _same(model.state_dict(), full.state_dict())
 
 

@@ -30,7 +30,7 @@ from tinygrad_lab.train import train_step
 
 WORKER = Path(__file__).parent / "distributed" / "worker.py"
 EQUIVALENCE = ["mlp", "cnn_syncbn", "cnn_localbn", "gpt", "uneven", "broadcast", "zero",
-               "unused", "standin"]
+               "zero_groups", "unused", "standin"]
 TIMEOUT = 60
 # np.allclose(rtol=1e-9, atol=1e-12) in float64: the worker's `close` is at most 1 then
 CLOSE = 1.0
@@ -122,6 +122,12 @@ def test_zero1_equals_plain_data_parallel_and_shards_the_state(results: dict[str
     assert plain > 0 and r["zero_state_bytes_sum"] == plain  # the slices tile the whole
     assert r["zero_state_bytes_max"] <= plain / n + 2 * 8 * n  # 1/N to within the padding
     assert mine == r["zero_predicted"]  # tl.memory.estimate's figure for the slice
+
+
+def test_zero1_honours_each_parameter_groups_hyper_parameters(results: dict[str, Any]) -> None:
+    r = results["zero_groups"]
+    assert_equivalent(r)  # two groups, different lr / weight_decay / betas: as one process
+    assert r["state_dict_ok"]  # each group's view indices and hyper-parameters, on every rank
 
 
 def test_a_parameter_unused_on_one_rank_counts_as_zero_there(results: dict[str, Any]) -> None:

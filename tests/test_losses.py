@@ -289,7 +289,7 @@ def test_every_loss_runs_on_a_non_cpu_device_without_host_arrays():
     assert x.grad is not None and np.all(np.isfinite(x.grad.numpy()))
 
 
-def test_clip_grad_norm_reads_the_norm_back_once():
+def test_clip_grad_norm_reads_nothing_back():
     from tinygrad_lab import optim
     from tinygrad_lab.testing import standin
 
@@ -299,5 +299,6 @@ def test_clip_grad_norm_reads_the_norm_back_once():
         p.grad = tl.Tensor(np.ones(p.shape)).to(standin.NAME)
     with standin.counting() as log:
         total = optim.clip_grad_norm_(params, 1.0)
-    assert total == pytest.approx(np.sqrt(12.0))
-    assert [kind for kind, _ in log] == ["read"]
+    assert log == []  # the norm and the clip coefficient stay on the device
+    assert isinstance(total.data, standin.StandinArray) and total.shape == ()
+    assert total.item() == pytest.approx(np.sqrt(12.0))

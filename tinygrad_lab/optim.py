@@ -366,44 +366,51 @@ class Adagrad(Optimizer):
 
 
 def clip_grad_norm_(params: Tensor | Iterable[Tensor], max_norm: float,
-                    norm_type: float = 2.0) -> float:
-    """Scale all gradients so their global norm is at most max_norm; returns the norm before.
+                    norm_type: float = 2.0) -> Tensor:
+    """Scale all gradients so their global norm is at most max_norm; returns the norm before,
+    as a 0-d Tensor on the gradients' device (torch's `total_norm`, in their dtype).
 
     `params` is one tensor or an iterable of them; `norm_type` is p of the p-norm (inf: the
-    largest |g|), as torch's. Each device reduces its gradients to one number there, read once:
-    one host sync for a model on one device, not one per parameter."""
+    largest |g|), as torch's. Nothing is read back: each device reduces its gradients to one
+    number there, and every gradient is multiplied by min(1, max_norm / (norm + 1e-6)) computed
+    on the device (torch's clamped coefficient: a factor of exactly 1 leaves a small gradient's
+    bits as they were), so a clipped training step needs no host sync. Read the norm (`.item()`)
+    only to log it. Gradients on several devices add their parts up on the first one's."""
     items = [params] if isinstance(params, Tensor) else list(params)
     grads = [p.grad for p in items if p.grad is not None]
     p_norm = float(norm_type)
     if not p_norm > 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type}")
-    if not grads:
-        return 0.0
-    per_device: dict[str, Any] = {}
+    if not grads:  # torch: tensor(0.), where the parameters are
+        where = items[0] if items else Tensor(0.0)
+        return Tensor._wrap(where._backend.scalar(0.0, where._backend.xp.float32),
+                            where._backend, where.device, False)
+    first = grads[0]
+    xp = first._backend.xp
+    parts = []
     for g in grads:
-        xp = g._backend.xp
-        mag = xp.abs(g.data.astype(xp.float64))
+        gxp = g._backend.xp
+        mag = gxp.abs(g.data.astype(gxp.float64))
         if math.isinf(p_norm):
             if not g.size:  # torch: a max over nothing has no value
                 raise ValueError("clip_grad_norm_: the inf-norm of an empty gradient is "
                                  "undefined")
-            part = xp.max(mag)
+            part = gxp.max(mag)
         else:
-            part = xp.sum(mag * mag if p_norm == 2 else mag**p_norm)  # 0-d, on the device
-        prev = per_device.get(g.device)
-        if prev is None:
-            per_device[g.device] = part
-        else:
-            per_device[g.device] = xp.maximum(prev, part) if math.isinf(p_norm) else prev + part
-    parts = [float(v) for v in per_device.values()]
-    total = max(parts) if math.isinf(p_norm) else sum(parts) ** (1.0 / p_norm)
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for g in grads:
-            g.data = (g.data * scale).astype(g.dtype, copy=False)
-            if function._memory is not None:
-                function._memory.add(g.data, "gradients", g._device)
-    return total
+            part = gxp.sum(mag * mag if p_norm == 2 else mag**p_norm)  # 0-d, on the device
+        if g.device != first.device:  # a device-to-device move, as torch's
+            part = first._backend.asarray(g._backend.to_numpy(part))
+        parts.append(part)
+    stacked = xp.stack(parts)  # (number of gradients,) float64, on the first device
+    total = xp.max(stacked) if math.isinf(p_norm) else xp.sum(stacked) ** (1.0 / p_norm)
+    coef = xp.minimum(max_norm / (total + 1e-6), 1.0)  # 0-d, float64
+    for g in grads:
+        g.data = g.data * (coef if g.device == first.device else
+                           g._backend.asarray(first._backend.to_numpy(coef))).astype(g.dtype)
+        if function._memory is not None:
+            function._memory.add(g.data, "gradients", g._device)
+    total = first._backend.asarray(total.astype(first.dtype))  # a 0-d array (NumPy: no scalar)
+    return Tensor._wrap(total, first._backend, first.device, False)
 
 
 # --- reference updates: in place, the definition the kernels are checked against -------------
@@ -488,13 +495,17 @@ def adagrad_step(param: Array, grad: Array, sum_sq: Array, lr: float, eps: float
 # --- multi-tensor updates: one call for a whole parameter group ------------------------------
 # A device kernel of these names (kernels/cuda/optim.py) updates every tensor of the lists in one
 # launch; the references define them as the per-parameter updates above, in order.
+def _per_param(value: Any, n: int) -> list[Any]:
+    """A multi-tensor step's per-parameter argument: a list or tuple as given, one value n times."""
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
 @reference_function("sgd_multi_step")
 def sgd_multi_step(params: list[Array], grads: list[Array], velocities: list[Array], lr: float,
                    momentum: float, dampening: float, weight_decay: float, nesterov: bool,
                    first_steps: Any) -> None:
     """`sgd_step` for each (param, grad, velocity); first_steps: one flag per param, or one."""
-    flags = first_steps if isinstance(first_steps, (list, tuple)) else [first_steps] * len(params)
-    for p, g, v, first in zip(params, grads, velocities, flags):
+    for p, g, v, first in zip(params, grads, velocities, _per_param(first_steps, len(params))):
         sgd_step(p, g, v, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
@@ -503,8 +514,7 @@ def adam_multi_step(params: list[Array], grads: list[Array], ms: list[Array], vs
                     lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                     steps: Any) -> None:
     """`adam_step` for each (param, grad, m, v); steps: one 1-based count per param, or one."""
-    counts = steps if isinstance(steps, (list, tuple)) else [steps] * len(params)
-    for p, g, m, v, t in zip(params, grads, ms, vs, counts):
+    for p, g, m, v, t in zip(params, grads, ms, vs, _per_param(steps, len(params))):
         adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, t)
 
 
@@ -513,8 +523,7 @@ def adamw_multi_step(params: list[Array], grads: list[Array], ms: list[Array], v
                      lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                      steps: Any) -> None:
     """`adamw_step` for each (param, grad, m, v); steps: one 1-based count per param, or one."""
-    counts = steps if isinstance(steps, (list, tuple)) else [steps] * len(params)
-    for p, g, m, v, t in zip(params, grads, ms, vs, counts):
+    for p, g, m, v, t in zip(params, grads, ms, vs, _per_param(steps, len(params))):
         adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, t)
 
 

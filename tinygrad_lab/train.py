@@ -53,12 +53,13 @@ GradHook = Callable[[list[Parameter]], None]
 class StepOutput:
     """What one training step leaves: the loss (a device tensor: reading it syncs), the outputs
     loss_fn returned beside it, the loss as a float when the step read it (check_finite), and
-    the gradient norm before clipping (when clipped)."""
+    the gradient norm before clipping (when clipped: a 0-d device tensor, like the loss, so
+    clipping reads nothing back; `.item()` it to log it)."""
 
     loss: Tensor
     outputs: Any = None
     loss_value: float | None = None
-    grad_norm: float | None = None
+    grad_norm: Tensor | None = None
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -349,8 +350,61 @@ def _set_rng_states(rngs: Sequence[np.random.Generator], states: list[dict[str, 
         gen.bit_generator.state = state
 
 
+def _device_rng_states(model: Module) -> dict[str, np.ndarray]:
+    """The own generator state of each device the model is on (a GPU draws its dropout masks
+    there, not from the host stream), as checkpoint arrays `rng/<device>`."""
+    backends = {p.device: p._backend for p in model.parameters()}
+    states = {f"rng/{d}": b.random_state() for d, b in backends.items()}
+    return {k: v for k, v in states.items() if v is not None}
+
+
+def _set_device_rng_states(model: Module, arrays: dict[str, np.ndarray], where: str) -> None:
+    """Restore what _device_rng_states saved, so the resumed run draws the masks the
+    interrupted one would have; a state that does not fit (another GPU model) only warns."""
+    import warnings
+
+    backends = {p.device: p._backend for p in model.parameters()}
+    for device, backend in backends.items():
+        state = arrays.get(f"rng/{device}")
+        if state is None:  # written on another device, or by an older version
+            continue
+        try:
+            backend.set_random_state(state)
+        except ValueError as e:
+            warnings.warn(f"resuming from {where}: {e}; the dropout masks will differ from "
+                          "the interrupted run's", stacklevel=3)
+
+
 def _host_array(value: Any) -> np.ndarray:
     return value.get() if type(value).__module__.split(".")[0] == "cupy" else np.asarray(value)
+
+
+def flat_optimizer_state(state: dict[int, Any], prefix: str
+                         ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """An optimizer's per-parameter `state` (its state_dict()["state"]) as host arrays named
+    `{prefix}{index}/{key}` and the step counts by index: a checkpoint keeps arrays as tensors
+    and the steps in its JSON. The Keras front's model.save writes the same layout."""
+    arrays: dict[str, np.ndarray] = {}
+    steps: dict[str, int] = {}
+    for index, entry in state.items():
+        for key, value in (entry or {}).items():
+            if key == "step":
+                steps[str(index)] = int(value)
+            else:
+                arrays[f"{prefix}{index}/{key}"] = _host_array(value)
+    return arrays, steps
+
+
+def optimizer_state_entries(arrays: dict[str, Any], steps: dict[str, int], prefix: str
+                            ) -> dict[int, dict[str, Any]]:
+    """The inverse of flat_optimizer_state: per-parameter entries for load_state_dict."""
+    entries: dict[int, dict[str, Any]] = {}
+    for index, step in steps.items():
+        name = f"{prefix}{index}/"
+        entry: dict[str, Any] = {k[len(name):]: v for k, v in arrays.items() if k.startswith(name)}
+        entry["step"] = step
+        entries[int(index)] = entry
+    return entries
 
 
 def _training_state(loop: Loop, schedulers: Sequence[Any], position: dict[str, Any]
@@ -359,15 +413,8 @@ def _training_state(loop: Loop, schedulers: Sequence[Any], position: dict[str, A
     arrays: dict[str, np.ndarray] = {}
     optimizers = []
     for i, opt in enumerate(loop.optimizers):
-        steps = {}
-        for index, entry in opt.state_dict()["state"].items():
-            if entry is None:
-                continue
-            for key, value in entry.items():
-                if key == "step":
-                    steps[str(index)] = int(value)
-                else:
-                    arrays[f"optim/{i}/{index}/{key}"] = _host_array(value)
+        opt_arrays, steps = flat_optimizer_state(opt.state_dict()["state"], f"optim/{i}/")
+        arrays.update(opt_arrays)
         optimizers.append({"type": type(opt).__name__, "lr": opt.lr, "steps": steps,
                            "params": len(opt.params),
                            "group_lrs": [g["lr"] for g in getattr(opt, "param_groups", ())]})
@@ -397,13 +444,7 @@ def _restore(loop: Loop, schedulers: Sequence[Any], state: dict[str, np.ndarray]
             raise ValueError(f"cannot resume from {where}: optimizer {i} is a {info['type']} of "
                              f"{info['params']} parameters, this run's a {type(opt).__name__} of "
                              f"{len(opt.params)}")
-        entries: dict[int, dict[str, Any]] = {}
-        for index, step in info["steps"].items():
-            prefix = f"optim/{i}/{index}/"
-            entry: dict[str, Any] = {k[len(prefix):]: v for k, v in arrays.items()
-                                     if k.startswith(prefix)}
-            entry["step"] = step
-            entries[int(index)] = entry
+        entries = optimizer_state_entries(arrays, info["steps"], f"optim/{i}/")
         try:
             opt.load_state_dict({"lr": info["lr"], "state": entries})
         except ValueError as e:
@@ -504,6 +545,7 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
                                      load_checkpoint(resume, with_arrays=True))
         partial = _restore(loop, schedulers, r_state, r_meta, r_arrays, where)
         _set_rng_states(extra_rngs, partial["rng"])
+        _set_device_rng_states(model, r_arrays, where)
         start_epoch = int(partial["epoch"])
     agreement: _RankAgreement | None = None
     owned = False  # a DataParallel fit built, whose hooks it removes at the end
@@ -570,6 +612,7 @@ def fit(model: Module, batches: Callable[[int], Iterable[Batch]], loss_fn: LossF
         meta = dict(meta_spec(logs) if callable(meta_spec) else meta_spec)
         arrays, train_meta = _training_state(loop, schedulers, position)
         train_meta["rng"] = _rng_states(extra_rngs)
+        arrays.update(_device_rng_states(model))
         meta["train"] = train_meta
         try:
             save_checkpoint(path, model.state_dict(), meta, arrays)

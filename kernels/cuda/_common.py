@@ -150,6 +150,13 @@ def i64(v: int) -> Any:
     return np.int64(v)
 
 
+def warm_up_arrays(dtype: Any, *shapes: tuple[int, ...]) -> list[Any]:
+    """Standard-normal CuPy arrays of `shapes` in `dtype`, drawn in turn from one generator
+    seeded 0: the arguments of a module's KERNELS warm-up calls (only the shapes matter)."""
+    rng = cupy_module().random.default_rng(0)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
 def launch(source: CudaSource, kernel: str, dtype: Any, blocks: Any, threads: Any,
            args: tuple[Any, ...]) -> None:
     """Run `kernel<T>` of `source` on the current device and stream. Every scalar argument must

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinygrad_lab.kernels.cuda._common import CudaSource, grid, i32, is_cuda_float, launch
+from tinygrad_lab.kernels.cuda._common import (
+    CudaSource,
+    grid,
+    i32,
+    is_cuda_float,
+    launch,
+    warm_up_arrays,
+)
 
 CODE = r"""
 struct Geometry {
@@ -132,15 +139,11 @@ def col2im(cols: Any, x_shape: tuple[int, int, int, int], kernel_size: tuple[int
 
 
 def _example(dtype: Any) -> Any:
-    import cupy
-
-    return cupy.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(dtype)  # (N, C, H, W)
+    return warm_up_arrays(dtype, (2, 3, 6, 6))[0]  # (N, C, H, W)
 
 
 def _example_cols(dtype: Any) -> Any:
-    import cupy
-
-    return cupy.random.default_rng(0).standard_normal((27, 2 * 36)).astype(dtype)
+    return warm_up_arrays(dtype, (27, 2 * 36))[0]  # (C KH KW, N H' W')
 
 
 KERNELS = {

@@ -20,6 +20,7 @@ from tinygrad_lab.kernels.cuda._common import (
     launch,
     row_threads,
     scalar,
+    warm_up_arrays,
 )
 
 CODE = r"""
@@ -140,35 +141,49 @@ def _param_grads(g: Any, x: Any, mean: Any, rstd: Any, with_db: bool) -> tuple[A
     return part_dw.sum(axis=0), part_db.sum(axis=0) if part_db is not None else None
 
 
-def layer_norm_forward(x: Any, w: Any, b: Any, eps: float) -> tuple[Any, Any, Any]:
-    """(y, mean, rstd): y = (x - mean) * rstd * w + b over the last axis; x (..., C), w, b (C,)
-    -> y (..., C), mean and rstd (...)."""
-    if not (_fits(x, w, b) and w.shape == b.shape == x.shape[-1:]):
-        return NotImplemented
+def _forward(x: Any, w: Any, b: Any, eps: float, rms: bool) -> tuple[Any, Any, Any]:
+    """(y, mean, rstd) of the one forward kernel; no bias and no mean (None) for rms."""
     import cupy
 
     c = x.shape[-1]
     y = cupy.empty(x.shape, x.dtype)
-    mean = cupy.empty(x.shape[:-1], x.dtype)
+    mean = None if rms else cupy.empty(x.shape[:-1], x.dtype)
     rstd = cupy.empty(x.shape[:-1], x.dtype)
     launch(SOURCE, "norm_forward", x.dtype, x.size // c, row_threads(c),
-           (x, w, b, y, mean, rstd, i32(c), scalar(x.dtype, eps), i32(0)))
+           (x, w, NULL if b is None else b, y, NULL if mean is None else mean, rstd, i32(c),
+            scalar(x.dtype, eps), i32(int(rms))))
     return y, mean, rstd
 
 
-def layer_norm_backward(g: Any, x: Any, w: Any, mean: Any, rstd: Any) -> tuple[Any, Any, Any]:
-    """(dx, dw, db) for upstream g (..., C) and the saved x, w, mean, rstd."""
-    if not (_fits(x, g, w, mean, rstd) and g.shape == x.shape and w.shape == x.shape[-1:]
-            and mean.size == rstd.size == x.size // x.shape[-1]):
-        return NotImplemented
+def _backward(g: Any, x: Any, w: Any, mean: Any, rstd: Any) -> tuple[Any, Any, Any] | None:
+    """(dx, dw, db) of the one backward kernel, mean None (and no db) for rms; None when the
+    arrays do not fit (the caller answers NotImplemented)."""
+    stats = (rstd,) if mean is None else (mean, rstd)
+    if not (_fits(x, g, w, *stats) and g.shape == x.shape and w.shape == x.shape[-1:]
+            and all(s.size == x.size // x.shape[-1] for s in stats)):
+        return None
     import cupy
 
     c = x.shape[-1]
     dx = cupy.empty(x.shape, x.dtype)
     launch(SOURCE, "norm_backward_dx", x.dtype, x.size // c, row_threads(c),
-           (g, x, w, mean, rstd, dx, i32(c)))
-    dw, db = _param_grads(g, x, mean, rstd, True)
+           (g, x, w, NULL if mean is None else mean, rstd, dx, i32(c)))
+    dw, db = _param_grads(g, x, mean, rstd, mean is not None)
     return dx, dw, db
+
+
+def layer_norm_forward(x: Any, w: Any, b: Any, eps: float) -> tuple[Any, Any, Any]:
+    """(y, mean, rstd): y = (x - mean) * rstd * w + b over the last axis; x (..., C), w, b (C,)
+    -> y (..., C), mean and rstd (...)."""
+    if not (_fits(x, w, b) and w.shape == b.shape == x.shape[-1:]):
+        return NotImplemented
+    return _forward(x, w, b, eps, rms=False)
+
+
+def layer_norm_backward(g: Any, x: Any, w: Any, mean: Any, rstd: Any) -> tuple[Any, Any, Any]:
+    """(dx, dw, db) for upstream g (..., C) and the saved x, w, mean, rstd."""
+    grads = None if mean is None else _backward(g, x, w, mean, rstd)
+    return NotImplemented if grads is None else grads
 
 
 def rms_norm_forward(x: Any, w: Any, eps: float) -> tuple[Any, Any]:
@@ -176,36 +191,14 @@ def rms_norm_forward(x: Any, w: Any, eps: float) -> tuple[Any, Any]:
     rstd (...)."""
     if not (_fits(x, w) and w.shape == x.shape[-1:]):
         return NotImplemented
-    import cupy
-
-    c = x.shape[-1]
-    y = cupy.empty(x.shape, x.dtype)
-    rstd = cupy.empty(x.shape[:-1], x.dtype)
-    launch(SOURCE, "norm_forward", x.dtype, x.size // c, row_threads(c),
-           (x, w, NULL, y, NULL, rstd, i32(c), scalar(x.dtype, eps), i32(1)))
+    y, _, rstd = _forward(x, w, None, eps, rms=True)
     return y, rstd
 
 
 def rms_norm_backward(g: Any, x: Any, w: Any, rstd: Any) -> tuple[Any, Any]:
     """(dx, dw) for upstream g (..., C) and the saved x, w, rstd."""
-    if not (_fits(x, g, w, rstd) and g.shape == x.shape and w.shape == x.shape[-1:]
-            and rstd.size == x.size // x.shape[-1]):
-        return NotImplemented
-    import cupy
-
-    c = x.shape[-1]
-    dx = cupy.empty(x.shape, x.dtype)
-    launch(SOURCE, "norm_backward_dx", x.dtype, x.size // c, row_threads(c),
-           (g, x, w, NULL, rstd, dx, i32(c)))
-    dw, _ = _param_grads(g, x, None, rstd, False)
-    return dx, dw
-
-
-def _example(dtype: Any, *shapes: tuple[int, ...]) -> list[Any]:
-    import cupy
-
-    rng = cupy.random.default_rng(0)
-    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = _backward(g, x, w, None, rstd)
+    return NotImplemented if grads is None else grads[:2]
 
 
 def _ones(dtype: Any) -> Any:
@@ -215,8 +208,8 @@ def _ones(dtype: Any) -> Any:
 
 
 KERNELS = {  # registered kernels -> (dtype -> warm-up arguments); x (R, C) = (4, 8)
-    "layer_norm_forward": lambda dt: (*_example(dt, (4, 8), (8,), (8,)), 1e-5),
-    "layer_norm_backward": lambda dt: (*_example(dt, (4, 8), (4, 8), (8,), (4,)), _ones(dt)),
-    "rms_norm_forward": lambda dt: (*_example(dt, (4, 8), (8,)), 1e-6),
-    "rms_norm_backward": lambda dt: (*_example(dt, (4, 8), (4, 8), (8,)), _ones(dt)),
+    "layer_norm_forward": lambda dt: (*warm_up_arrays(dt, (4, 8), (8,), (8,)), 1e-5),
+    "layer_norm_backward": lambda dt: (*warm_up_arrays(dt, (4, 8), (4, 8), (8,), (4,)), _ones(dt)),
+    "rms_norm_forward": lambda dt: (*warm_up_arrays(dt, (4, 8), (8,)), 1e-6),
+    "rms_norm_backward": lambda dt: (*warm_up_arrays(dt, (4, 8), (4, 8), (8,)), _ones(dt)),
 }

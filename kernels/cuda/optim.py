@@ -20,6 +20,7 @@ for anything else a step returns NotImplemented and the reference runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from tinygrad_lab.kernels.cuda._common import (
     is_cuda_float,
     launch,
     scalar,
+    warm_up_arrays,
 )
 
 CHUNK = 1 << 16  # elements per block of the multi-tensor kernels (grid-stride inside)
@@ -310,6 +312,20 @@ def _by_step(steps: Any, count: int) -> dict[int, list[int]]:
     return groups
 
 
+def _launch_multi(kernel: str, dt: Any, columns: list[list[Any]], groups: dict[int, list[int]],
+                  scalars: Callable[[int], tuple[Any, ...]]) -> None:
+    """One launch of the multi-tensor `kernel` per group of tensor indices (those sharing a
+    step count or first-step flag, `groups` from _by_step), over those tensors of each of the
+    `columns` (params, grads, states); `scalars(key)` are that group's scalar arguments."""
+    for key, idx in groups.items():
+        tables = _tables([[col[i] for i in idx] for col in columns])
+        if tables is None:
+            continue
+        ptrs, sizes, tensor_of, first, blocks = tables
+        launch(SOURCE, kernel, dt, blocks, 256,
+               (ptrs, sizes, tensor_of, first, i32(len(idx)), i32(CHUNK), *scalars(key)))
+
+
 def _adam_multi(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], lr: float,
                 beta1: float, beta2: float, eps: float, weight_decay: float, steps: Any,
                 decoupled: bool) -> Any:
@@ -319,14 +335,9 @@ def _adam_multi(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any
     dt = params[0].dtype
     if not all(_fits(p, g, m, v) and p.dtype == dt for p, g, m, v in zip(params, grads, ms, vs)):
         return NotImplemented
-    for step, idx in _by_step(steps, len(params)).items():
-        tables = _tables([[col[i] for i in idx] for col in (params, grads, ms, vs)])
-        if tables is None:
-            continue
-        ptrs, sizes, tensor_of, first, blocks = tables
-        launch(SOURCE, "adam_multi_step", dt, blocks, 256,
-               (ptrs, sizes, tensor_of, first, i32(len(idx)), i32(CHUNK),
-                *_adam_scalars(dt, lr, beta1, beta2, eps, weight_decay, step, decoupled)))
+    _launch_multi("adam_multi_step", dt, [params, grads, ms, vs], _by_step(steps, len(params)),
+                  lambda step: _adam_scalars(dt, lr, beta1, beta2, eps, weight_decay, step,
+                                             decoupled))
     return None
 
 
@@ -359,14 +370,10 @@ def sgd_multi_step(params: list[Any], grads: list[Any], velocities: list[Any], l
                for p, g, b in zip(params, grads, velocities)):
         return NotImplemented
     flags = first_steps if isinstance(first_steps, (list, tuple)) else [first_steps] * len(params)
-    for first, idx in _by_step([int(bool(f)) for f in flags], len(params)).items():
-        tables = _tables([[col[i] for i in idx] for col in (params, grads, velocities)])
-        if tables is None:
-            continue
-        ptrs, sizes, tensor_of, start, blocks = tables
-        launch(SOURCE, "sgd_multi_step", dt, blocks, 256,
-               (ptrs, sizes, tensor_of, start, i32(len(idx)), i32(CHUNK),
-                *_sgd_scalars(dt, lr, momentum, dampening, weight_decay, nesterov, bool(first))))
+    _launch_multi("sgd_multi_step", dt, [params, grads, velocities],
+                  _by_step([int(bool(f)) for f in flags], len(params)),
+                  lambda first: _sgd_scalars(dt, lr, momentum, dampening, weight_decay, nesterov,
+                                             bool(first)))
     return None
 
 
@@ -375,9 +382,7 @@ def _example(dtype: Any, n: int = 2) -> list[Any]:
     """A parameter, its gradient, and n - 2 zeroed state arrays, all (32,)."""
     import cupy
 
-    rng = cupy.random.default_rng(0)
-    return [rng.standard_normal(32).astype(dtype) for _ in range(2)] + [
-        cupy.zeros(32, dtype) for _ in range(n - 2)]
+    return warm_up_arrays(dtype, (32,), (32,)) + [cupy.zeros(32, dtype) for _ in range(n - 2)]
 
 
 def _group(dtype: Any, n: int) -> list[list[Any]]:

@@ -247,6 +247,40 @@ def scenario_zero() -> dict[str, Any]:
     return out
 
 
+def grouped_adamw(model: nn.Module) -> optim.Optimizer:
+    """Two parameter groups with different lr, weight_decay and betas: weights and biases."""
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    biases = [p for p in model.parameters() if p.ndim == 1]
+    return optim.AdamW([{"params": weights, "lr": 1e-2, "weight_decay": 0.1},
+                        {"params": biases, "lr": 3e-2, "weight_decay": 0.0,
+                         "betas": (0.8, 0.99)}], lr=1e-3)
+
+
+def scenario_zero_groups() -> dict[str, Any]:
+    """ZeRO-1 over an AdamW of two parameter groups against one process with the same groups;
+    then whether this rank's state dict names its views in the right groups."""
+    b, steps = 4, 3
+    x, y = data(R * b * steps, (6,), 3)
+    made: list[Any] = []
+
+    def sharded(model: nn.Module) -> Any:
+        made.append(dist.shard_optimizer(grouped_adamw(model)))
+        return made[-1]
+
+    out = run_pair(mlp, sharded, x, y, b, steps, classification_loss,
+                   make_ref_opts=grouped_adamw)
+    zero = made[0]
+    state = zero.state_dict()
+    indices = sorted(i for g in state["param_groups"] for i in g["params"])
+    with_state = sorted(int(i) for i, e in state["state"].items() if e is not None)
+    ok = (indices == list(range(len(zero.local_optimizer.params))) == with_state
+          and [(g["lr"], g["weight_decay"], tuple(g["betas"])) for g in state["param_groups"]]
+          == [(1e-2, 0.1, (0.9, 0.999)), (3e-2, 0.0, (0.8, 0.99))])
+    zero.load_state_dict(state)  # its own slice back: accepted
+    out["state_dict_ok"] = dist.all_reduce_scalars({"ok": float(ok)}, "min")["ok"] == 1.0
+    return out
+
+
 def scenario_unused() -> dict[str, Any]:
     """Rank 0 never uses the second head (data-dependent control flow): its gradients count as
     zeros there, the ranks' hooks fire in different orders, and the buckets still go out in
@@ -313,7 +347,8 @@ def scenario_abort() -> dict[str, Any]:
 SCENARIOS = {"mlp": scenario_mlp, "cnn_syncbn": scenario_cnn_syncbn,
              "cnn_localbn": scenario_cnn_localbn, "gpt": scenario_gpt,
              "uneven": scenario_uneven, "broadcast": scenario_broadcast,
-             "zero": scenario_zero, "unused": scenario_unused, "standin": scenario_standin,
+             "zero": scenario_zero, "zero_groups": scenario_zero_groups,
+             "unused": scenario_unused, "standin": scenario_standin,
              "abort": scenario_abort}
 
 

@@ -124,6 +124,16 @@ class Backend:
 
         return self.asarray(generator().random(shape, dtype=dtype))
 
+    def random_state(self) -> Any:
+        """A host copy (a NumPy array) of this device's own generator's state, for checkpoints;
+        None where `random` draws from the host generator (whose state is saved already)."""
+        return None
+
+    def set_random_state(self, state: Any) -> None:
+        """Restore what `random_state` returned (ValueError if it does not fit)."""
+        raise ValueError(f"device {self.device!r} draws from the host generator: it has no "
+                         "generator state of its own to restore")
+
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); timers call it."""
 

@@ -85,13 +85,34 @@ class CUDABackend(Backend):
 
     def random(self, shape: tuple[int, ...], dtype: Any) -> Array:
         """Uniform [0, 1) drawn on this GPU by its own generator (cupy.random.Generator)."""
+        with self._gpu:
+            return self._generator().random(shape, dtype=dtype)
+
+    def _generator(self) -> Any:
+        """This GPU's generator, remade from tl.manual_seed's device seed after each seeding."""
         from tinygrad_lab import random
 
-        with self._gpu:
-            if self._rng is None or self._rng_epoch != random.seed_epoch():
+        if self._rng is None or self._rng_epoch != random.seed_epoch():
+            with self._gpu:
                 self._rng = self.xp.random.default_rng(random.device_seed(self.device))
-                self._rng_epoch = random.seed_epoch()
-            return self._rng.random(shape, dtype=dtype)
+            self._rng_epoch = random.seed_epoch()
+        return self._rng
+
+    def random_state(self) -> Any:
+        """The cuRAND states of the generator's threads (cupy's XORWOW keeps them in one int8
+        device array, `bit_generator._state`), copied to the host: a checkpoint's explicit
+        read, so a resumed run draws the dropout masks the interrupted one would have."""
+        with self._gpu:
+            return self.xp.asnumpy(self._generator().bit_generator._state)
+
+    def set_random_state(self, state: Any) -> None:
+        with self._gpu:
+            held = self._generator().bit_generator._state
+            if tuple(state.shape) != tuple(held.shape) or state.dtype != held.dtype:
+                raise ValueError(f"device {self.device!r}: a random generator state of "
+                                 f"{state.dtype}{tuple(state.shape)} does not fit this GPU's "
+                                 f"{held.dtype}{tuple(held.shape)} (another GPU model?)")
+            held[...] = self.xp.asarray(state)
 
     def synchronize(self) -> None:
         with self._gpu:

@@ -19,7 +19,9 @@ predicts the slice too.
 
 One message per dtype per step (MPI Allgather in place, or NCCL allGather). The gradients are
 still all-reduced whole (data-parallel's buckets): stage 1 saves optimizer state, not
-gradient memory. `state_dict()` holds this rank's slice only.
+gradient memory. Parameter groups keep their own hyper-parameters (lr, weight_decay, betas, ...):
+the wrapped optimizer has the same groups, each over this rank's views of its parameters.
+`state_dict()` holds this rank's slice only, with each group's view indices.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class ZeroRedundancyOptimizer(optim.Optimizer):
             g.params.append(p)
             g.offsets.append(g.total)
             g.total += p.size
-        views: list[Tensor] = []
+        view_of: dict[int, Tensor] = {}  # parameter id -> the view of its slice on this rank
         for g in groups.values():
             g.segment = -(-g.total // size)
             g.lo, g.hi = min(r * g.segment, g.total), min((r + 1) * g.segment, g.total)
@@ -91,13 +93,20 @@ class ZeroRedundancyOptimizer(optim.Optimizer):
                     view = Tensor._wrap(p.data.reshape(-1)[start:stop], p._backend, p.device,
                                         True)
                     g.shards.append((p, view, start, stop, offset))
-                    views.append(view)
+                    view_of[id(p)] = view
             if size > 1:
                 first = g.params[0]
                 g.flat = first._backend.xp.zeros(g.segment * size, dtype=first.dtype)
         self.groups = list(groups.values())
-        local = copy.copy(full)  # the same hyper-parameters, over this rank's views only
-        local.params, local.state = views, {}
+        # the same parameter groups, each with its own hyper-parameters, over this rank's views
+        # only (a group may hold no view on a rank: it stays, so group indices agree)
+        local = copy.copy(full)
+        local.param_groups = [
+            {**{k: v for k, v in group.items() if k != "params"},
+             "params": [view_of[id(p)] for p in group["params"] if id(p) in view_of]}
+            for group in full.param_groups]
+        local.params = [v for group in local.param_groups for v in group["params"]]
+        local.state = {}
         self.local_optimizer = local
         self._comm = self.world.comm.Dup() if self.world.comm is not None else None
         for g in self.groups:
@@ -114,6 +123,12 @@ class ZeroRedundancyOptimizer(optim.Optimizer):
     @lr.setter
     def lr(self, value: float) -> None:
         self.local_optimizer.lr = float(value)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The wrapped optimizer's groups (hyper-parameters as given; "params" are this rank's
+        views), so a scheduler sets each group's own learning rate."""
+        return self.local_optimizer.param_groups
 
     @property
     def state(self) -> dict[int, dict[str, Any]]:  # type: ignore[override]
@@ -157,17 +172,34 @@ class ZeroRedundancyOptimizer(optim.Optimizer):
         return self.local_optimizer.update_flops()
 
     def state_dict(self) -> dict[str, Any]:
-        """This rank's slice: the wrapped optimizer's state_dict, with the slice bounds."""
+        """This rank's slice: the wrapped optimizer's state_dict (state by view index, each
+        parameter group's hyper-parameters and view indices), with the slice bounds."""
         out = self.local_optimizer.state_dict()
-        out["shard"] = {"rank": self.world.rank, "world_size": self.world.size,
-                        "ranges": [(g.lo, g.hi) for g in self.groups]}
+        out["shard"] = self._shard_info()
         return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned on this rank (the same world and parameters)."""
+        saved = state.get("shard")
+        if saved is not None and _plain(saved) != _plain(self._shard_info()):
+            raise ValueError(f"ZeroRedundancyOptimizer.load_state_dict: the state is of shard "
+                             f"{saved}, this rank holds {self._shard_info()}")
+        self.local_optimizer.load_state_dict(state)
+
+    def _shard_info(self) -> dict[str, Any]:
+        return {"rank": self.world.rank, "world_size": self.world.size,
+                "ranges": [(g.lo, g.hi) for g in self.groups]}
 
     def __repr__(self) -> str:
         mine = sum(s[1].size for g in self.groups for s in g.shards)
         total = sum(g.total for g in self.groups)
         return (f"ZeroRedundancyOptimizer({type(self.local_optimizer).__name__}, rank "
                 f"{self.world.rank} of {self.world.size}: {mine} of {total} elements)")
+
+
+def _plain(info: dict[str, Any]) -> dict[str, Any]:
+    """Shard info comparable after a JSON round trip (tuples become lists)."""
+    return {k: [list(r) for r in v] if k == "ranges" else v for k, v in info.items()}
 
 
 def shard_optimizer(opt: optim.Optimizer, *, world: World | None = None

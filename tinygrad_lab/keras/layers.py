@@ -172,6 +172,20 @@ def _penalties(pairs: Sequence[tuple[_reg.Regularizer | None, Tensor | None]]) -
     return [reg(w) for reg, w in pairs if reg is not None and w is not None]
 
 
+def _kernel_and_bias_penalties(layer: Any, inner: Linear | Conv2d | None) -> list[Tensor]:
+    """Dense's and Conv2D's penalties: kernel_regularizer on the inner module's weight,
+    bias_regularizer on its bias (none before the layer is built)."""
+    if inner is None:
+        return []
+    return _penalties([(layer.kernel_regularizer, inner.weight),
+                       (layer.bias_regularizer, inner.bias)])
+
+
+def _regularizer_config(layer: Any, *names: str) -> dict[str, Any]:
+    """The named `*_regularizer` attributes as get_config entries (from_config reads them back)."""
+    return {name: _reg.serialize(getattr(layer, name)) for name in names}
+
+
 # --- core ------------------------------------------------------------------------------------
 class Dense(Layer):
     """units outputs, act(x @ kernel + bias) on the last axis; activation None, 'linear',
@@ -204,26 +218,21 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape[:-1], self.units)
 
-    def forward(self, x: Any, logits: bool = False) -> Tensor:
-        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-        if not self.built:
-            self.build(tuple(x.shape[1:]))
-            self._follow(x)
+    def call(self, x: Tensor) -> Tensor:
         assert self.linear is not None
-        y = self.linear(x)
+        return self.linear(x)
+
+    def forward(self, x: Any, logits: bool = False) -> Tensor:
+        y = super().forward(x)
         return y.softmax(-1) if self.activation == "softmax" and not logits else y
 
     def regularization_losses(self) -> list[Tensor]:
-        if self.linear is None:
-            return []
-        return _penalties([(self.kernel_regularizer, self.linear.weight),
-                           (self.bias_regularizer, self.linear.bias)])
+        return _kernel_and_bias_penalties(self, self.linear)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
-                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+                **_regularizer_config(self, "kernel_regularizer", "bias_regularizer")}
 
     def extra_repr(self) -> str:
         return f"{self.units}, activation={self.activation!r}"
@@ -351,18 +360,14 @@ class Conv2D(Layer):
         return y.softmax(-1) if self.activation == "softmax" else y
 
     def regularization_losses(self) -> list[Tensor]:
-        if self.conv is None:
-            return []
-        return _penalties([(self.kernel_regularizer, self.conv.weight),
-                           (self.bias_regularizer, self.conv.bias)])
+        return _kernel_and_bias_penalties(self, self.conv)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding, "activation": self.activation,
                 "use_bias": self.use_bias, "dilation_rate": list(self.dilation_rate),
-                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
-                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+                **_regularizer_config(self, "kernel_regularizer", "bias_regularizer")}
 
 
 class MaxPooling2D(Layer):
@@ -516,7 +521,7 @@ class Embedding(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "input_dim": self.input_dim,
                 "output_dim": self.output_dim,
-                "embeddings_regularizer": _reg.serialize(self.embeddings_regularizer)}
+                **_regularizer_config(self, "embeddings_regularizer")}
 
 
 def _orthogonal(rows: int, cols: int) -> np.ndarray:
@@ -583,9 +588,8 @@ class _Recurrent(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units,
                 "return_sequences": self.return_sequences, "use_bias": self.use_bias,
-                "kernel_regularizer": _reg.serialize(self.kernel_regularizer),
-                "recurrent_regularizer": _reg.serialize(self.recurrent_regularizer),
-                "bias_regularizer": _reg.serialize(self.bias_regularizer)}
+                **_regularizer_config(self, "kernel_regularizer", "recurrent_regularizer",
+                                      "bias_regularizer")}
 
 
 class SimpleRNN(_Recurrent):

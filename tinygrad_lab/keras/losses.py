@@ -21,6 +21,16 @@ def _labels(y: Any) -> np.ndarray:
     return np.asarray(y.numpy() if isinstance(y, Tensor) else y)
 
 
+def _targets(y_true: Any, y_pred: Tensor) -> Tensor:
+    """Dense targets as a constant of the output's dtype and shape."""
+    return y_pred._const(_labels(y_true).astype(y_pred.dtype).reshape(y_pred.shape))
+
+
+def _mean_last(per: Tensor) -> Tensor:
+    """Keras' per-sample value: the mean over the last axis, unless the output is (B,)."""
+    return per.mean(-1) if per.ndim > 1 else per
+
+
 class Loss:
     """Base: `per_sample(y_pred, y_true, logits)` -> a (B,) or (B, ...) Tensor."""
 
@@ -67,7 +77,7 @@ class CategoricalCrossentropy(Loss):
     softmax_fusable = True
 
     def per_sample(self, y_pred: Tensor, y_true: Any, logits: bool) -> Tensor:
-        y = y_pred._const(_labels(y_true).astype(y_pred.dtype).reshape(y_pred.shape))
+        y = _targets(y_true, y_pred)
         if logits:
             return -(y * y_pred.log_softmax(-1)).sum(-1)
         probs = y_pred / y_pred.sum(-1, keepdims=True)  # Keras renormalises too
@@ -82,13 +92,13 @@ class BinaryCrossentropy(Loss):
     name: str = "binary_crossentropy"
 
     def per_sample(self, y_pred: Tensor, y_true: Any, logits: bool) -> Tensor:
-        y = y_pred._const(_labels(y_true).astype(y_pred.dtype).reshape(y_pred.shape))
+        y = _targets(y_true, y_pred)
         if logits:  # max(x, 0) - x y + log(1 + exp(-|x|)): never overflows
             per = y_pred.relu() - y_pred * y + ((-y_pred.abs()).exp() + 1.0).log()
         else:
             p = y_pred.clip(_EPS, 1.0 - _EPS)
             per = -(y * p.log() + (1.0 - y) * (1.0 - p).log())
-        return per.mean(-1) if per.ndim > 1 else per
+        return _mean_last(per)
 
 
 @dataclass
@@ -96,9 +106,8 @@ class MeanSquaredError(Loss):
     name: str = "mean_squared_error"
 
     def per_sample(self, y_pred: Tensor, y_true: Any, logits: bool) -> Tensor:
-        y = y_pred._const(_labels(y_true).astype(y_pred.dtype).reshape(y_pred.shape))
-        sq = (y_pred - y).square()
-        return sq.mean(-1) if sq.ndim > 1 else sq
+        y = _targets(y_true, y_pred)
+        return _mean_last((y_pred - y).square())
 
 
 @dataclass
@@ -106,9 +115,8 @@ class MeanAbsoluteError(Loss):
     name: str = "mean_absolute_error"
 
     def per_sample(self, y_pred: Tensor, y_true: Any, logits: bool) -> Tensor:
-        y = y_pred._const(_labels(y_true).astype(y_pred.dtype).reshape(y_pred.shape))
-        err = (y_pred - y).abs()
-        return err.mean(-1) if err.ndim > 1 else err
+        y = _targets(y_true, y_pred)
+        return _mean_last((y_pred - y).abs())
 
 
 class LossFunction(Loss):

@@ -526,13 +526,7 @@ class Sequential(Module):
                 "metrics": list(self.metrics)}
         if self.optimizer is not None:
             state = self.optimizer.state_dict()
-            steps = {}
-            for index, entry in state["state"].items():
-                for key, value in (entry or {}).items():
-                    if key == "step":
-                        steps[str(index)] = int(value)
-                    else:
-                        arrays[f"optimizer/{index}/{key}"] = value
+            arrays, steps = train.flat_optimizer_state(state["state"], "optimizer/")
             meta["optimizer_state"] = {"type": type(self.optimizer).__name__,
                                        "lr": float(state["lr"]), "steps": steps}
             if state.get("param_groups") is not None:  # hyper-parameters, by group
@@ -671,13 +665,7 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> Sequential
             optimizer = cls([p for p in model.parameters() if p.requires_grad])
         model.compile(optimizer, settings["loss"], settings.get("metrics") or None)
         if saved is not None and model.optimizer is not None:
-            entries: dict[int, dict[str, Any]] = {}
-            for index, step in saved["steps"].items():
-                prefix = f"optimizer/{index}/"
-                entry: dict[str, Any] = {k[len(prefix):]: v for k, v in arrays.items()
-                                         if k.startswith(prefix)}
-                entry["step"] = step
-                entries[int(index)] = entry
+            entries = train.optimizer_state_entries(arrays, saved["steps"], "optimizer/")
             state_dict: dict[str, Any] = {"lr": saved["lr"], "state": entries}
             if "param_groups" in saved:
                 state_dict["param_groups"] = saved["param_groups"]

@@ -84,12 +84,32 @@ def apply_rotary(x: Tensor, positions: Any = None, base: float = 10000.0) -> Ten
     if x.ndim < 2:
         raise ValueError(f"apply_rotary: x needs (..., T, D), got shape {x.shape}")
     t, d = x.shape[-2], x.shape[-1]
+    cos, sin = _rotary_tables("apply_rotary", t, positions, d, float(base), x)  # (T, D) each
+    return _attention.Rotary.apply(x, cos=cos, sin=sin)
+
+
+_ROTARY: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+"""RoPE (cos, sin) tables already on a device, by (positions, size, base, dtype, device)."""
+
+
+def _rotary_tables(op: str, t: int, positions: Any, dim: int, base: float,
+                   like: Tensor) -> tuple[Any, Any]:
+    """(cos, sin), each (T, dim), on like's device and dtype. Computed on the host (float64,
+    then cast: the same bits on every device) and moved once per key, then cached: a training
+    step rotating q and k of every layer makes no host-to-device copy."""
     pos = np.arange(t) if positions is None else np.asarray(positions).reshape(-1)
     if pos.shape != (t,):
-        raise ValueError(f"apply_rotary: {pos.size} positions for {t} time steps")
-    cos, sin = _attention.rotary_tables(pos, d, base, x.dtype)  # (T, D) each
-    backend = x._backend
-    return _attention.Rotary.apply(x, cos=backend.asarray(cos), sin=backend.asarray(sin))
+        raise ValueError(f"{op}: {pos.size} positions for {t} time steps")
+    # the bytes alone are ambiguous: int32 [1, 0] and int64 [1] have the same ones
+    key = (pos.dtype.str, pos.shape, pos.tobytes(), dim, base, like.dtype.str, like.device)
+    tables = _ROTARY.get(key)
+    if tables is None:
+        cos, sin = _attention.rotary_tables(pos, dim, base, like.dtype)
+        tables = (like._backend.asarray(cos), like._backend.asarray(sin))
+        if len(_ROTARY) >= 64:  # many distinct position lists (sampling offsets): start over
+            _ROTARY.clear()
+        _ROTARY[key] = tables
+    return tables
 
 
 # --- positional information ---------------------------------------------------------------------
@@ -142,14 +162,13 @@ class LearnedPositionalEmbedding(Module):
 
 class RotaryEmbedding(Module):
     """RoPE for heads of size D: `rope(x)` rotates x (B, H, T, D) by positions 0..T-1 (or the
-    given ones). No parameters; the cos/sin tables are cached per (positions, dtype)."""
+    given ones). No parameters; the cos/sin tables are cached per (positions, dtype, device)."""
 
     def __init__(self, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"RotaryEmbedding needs an even head size, got {head_dim}")
         self.head_dim, self.base = head_dim, float(base)
-        self._cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def forward(self, x: Tensor, positions: Any = None) -> Tensor:
         """x (..., T, D) -> x rotated by positions (default 0..T-1)."""
@@ -159,20 +178,9 @@ class RotaryEmbedding(Module):
         return _attention.Rotary.apply(x, cos=cos, sin=sin)
 
     def tables(self, t: int, positions: Any, like: Tensor) -> tuple[Any, Any]:
-        """(cos, sin), each (T, D), on like's device and dtype; cached."""
-        pos = np.arange(t) if positions is None else np.asarray(positions).reshape(-1)
-        if pos.shape != (t,):
-            raise ValueError(f"RotaryEmbedding: {pos.size} positions for {t} time steps")
-        # the bytes alone are ambiguous: int32 [1, 0] and int64 [1] have the same ones
-        key = (pos.dtype.str, pos.shape, pos.tobytes(), like.dtype.str, like.device)
-        tables = self._cache.get(key)
-        if tables is None:
-            cos, sin = _attention.rotary_tables(pos, self.head_dim, self.base, like.dtype)
-            tables = (like._backend.asarray(cos), like._backend.asarray(sin))
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[key] = tables
-        return tables
+        """(cos, sin), each (T, D), on like's device and dtype; cached (shared by every
+        layer: one host-to-device copy per key, none per step)."""
+        return _rotary_tables("RotaryEmbedding", t, positions, self.head_dim, self.base, like)
 
     def extra_repr(self) -> str:
         return f"{self.head_dim}, base={self.base:g}"

@@ -48,24 +48,48 @@ def _like(name: str, what: str, x: Tensor, value: Any) -> Tensor:
 
 # --- class-index losses -------------------------------------------------------------------------
 def _labels(name: str, scores: Tensor, labels: Any, ignore_index: int) -> tuple[Any, bool]:
-    """The labels as an integer array on scores' device, checked (one host read); and whether
-    any equals ignore_index."""
-    data = labels.data if isinstance(labels, Tensor) else scores._backend.asarray(labels)
-    if data.dtype.kind not in "iu":
-        raise TypeError(f"{name}: labels must be integers, got {data.dtype}")
-    if tuple(data.shape) != scores.shape[:-1]:
+    """The labels as an integer array on scores' device, checked; and whether any equals
+    ignore_index.
+
+    Why one value is read back for labels already on a device, and not none: CuPy's fancy
+    indexing wraps an out-of-range label around and answers a plausible loss (silent garbage),
+    and a check that reads nothing back cannot raise. So one fused pass on the device codes
+    each label (0 valid, 1 ignored, 2 out of range) and its maximum is the one value read: the
+    range check and the ignore_index test in a single read, the whole labels never copied.
+    Host labels are checked where they are, before the one copy that moves them."""
+    classes = scores.shape[-1]
+    raw = labels.data if isinstance(labels, Tensor) else labels
+    on_host = (type(raw) is np.ndarray or isinstance(raw, np.generic)
+               or not hasattr(raw, "dtype"))  # NumPy data, lists, Python ints
+    host = np.asarray(raw) if on_host else None
+    data = None if on_host else scores._backend.asarray(raw)  # a no-op for its own arrays
+    held = host if host is not None else data
+    if held.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels must be integers, got {held.dtype}")
+    if tuple(held.shape) != scores.shape[:-1]:
         raise ValueError(
-            f"{name}: labels shape {tuple(data.shape)} does not match logits shape "
+            f"{name}: labels shape {tuple(held.shape)} does not match logits shape "
             f"{scores.shape} (expected {scores.shape[:-1]})"
         )
-    host = scores._backend.to_numpy(data) if data.size else np.zeros(0, np.int64)
-    ignored = host == ignore_index
-    classes = scores.shape[-1]
-    bad = ~ignored & ((host < 0) | (host >= classes))
-    if bad.any():
+    if host is not None:
+        ignored = host == ignore_index
+        bad = ~ignored & ((host < 0) | (host >= classes))
+        worst = 2 if bad.any() else int(ignored.any())
+    elif data.size:
+        xp = scores._backend.xp
+        ignored = data == ignore_index
+        code = xp.where(ignored, 1, xp.where((data < 0) | (data >= classes), 2, 0))
+        worst = int(code.max())  # the one read back
+    else:
+        worst = 0
+    if worst == 2:
+        values = host if host is not None else scores._backend.to_numpy(data)  # failing anyway
+        bad = (values != ignore_index) & ((values < 0) | (values >= classes))
         raise ValueError(f"{name}: labels must lie in [0, {classes}) or equal ignore_index "
-                         f"({ignore_index}); got {int(host[bad].reshape(-1)[0])}")
-    return data, bool(ignored.any())
+                         f"({ignore_index}); got {int(values[bad].reshape(-1)[0])}")
+    if data is None:
+        data = scores._backend.asarray(host)
+    return data, worst == 1
 
 
 def _class_weight(name: str, scores: Tensor, weight: Any) -> Tensor | None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tinygrad_lab.flops import numel
 
 if TYPE_CHECKING:
@@ -72,7 +70,7 @@ def _diagonal(x: Tensor, letters: str) -> tuple[Tensor, str]:
         order = [k for k in range(x.ndim) if k not in (i, j)] + [i, j]
         x = x.permute(order)  # (..., n, n)
         n = x.shape[-1]
-        ar = x._backend.asarray(np.arange(n))
+        ar = x._backend.xp.arange(n)  # made on the device: no host copy per call
         x = x[(slice(None),) * (x.ndim - 2) + (ar, ar)]  # (..., n)
         letters = "".join(letters[k] for k in range(len(letters)) if k not in (i, j)) + c
     return x, letters

@@ -118,18 +118,20 @@ class AvgPool2dPadded(_Windows, Function):
         return numel(out_shape) * (1 + numel(self.kernel_size))  # g / divisor, then K adds
 
     def _divisor(self, h: int, w: int, dtype: Any) -> Array:
-        """(OH, OW) divisors, computed on the host (metadata) and moved once."""
+        """(OH, OW) divisors, made on the device with its xp: a few tiny kernels there instead
+        of a host-to-device copy on every call."""
+        xp = self.xp
         if self.divisor_override is not None:
-            return self.xp.asarray(np.full(self.out_hw, self.divisor_override, dtype=dtype))
+            return xp.full(self.out_hw, self.divisor_override, dtype=dtype)
         counts = []
         for o, s, k, p, size in zip(self.out_hw, self.stride, self.kernel_size, self.padding,
                                     (h, w)):
-            start = np.arange(o) * s - p
-            end = np.minimum(start + k, size + p)
+            start = xp.arange(o) * s - p  # (O,): each window's first row (column)
+            end = xp.minimum(start + k, size + p)
             if not self.count_include_pad:
-                start, end = np.maximum(start, 0), np.minimum(end, size)
+                start, end = xp.maximum(start, 0), xp.minimum(end, size)
             counts.append(end - start)
-        return self.xp.asarray(np.outer(counts[0], counts[1]).astype(dtype))
+        return (counts[0][:, None] * counts[1][None, :]).astype(dtype)  # (OH, OW)
 
     def forward(self, x: Array) -> Array:
         xp = self.xp

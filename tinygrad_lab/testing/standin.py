@@ -23,7 +23,9 @@ Every copy between host and device is counted (`counting()`): `asarray`/`array` 
 `to_numpy`, and reading a value back (`float()`, `int()`, `bool()`, `.item()`, `.tolist()`),
 which on a GPU is a copy and a synchronisation. Random numbers are drawn "on the device"
 (`StandinBackend.random`) from the host generator's stream, so a stand-in run matches a CPU run
-bit for bit.
+bit for bit; `register(name, own_generator=True)` registers a variant that draws from a
+generator of its own instead, seeded and saved as a GPU's is (`random_state`), so checkpoints
+and resumes of a GPU run are tested here too.
 """
 
 from __future__ import annotations
@@ -300,9 +302,12 @@ class StandinBackend(Backend):
 
     name = NAME
 
-    def __init__(self) -> None:
+    def __init__(self, own_generator: bool = False) -> None:
         super().__init__()
         self.xp = xp
+        self.own_generator = own_generator
+        self._rng: np.random.Generator | None = None  # own_generator's, made on first use
+        self._rng_epoch = -1
 
     def asarray(self, data: Any, dtype: Any = None) -> StandinArray:
         if isinstance(data, StandinArray):
@@ -322,15 +327,51 @@ class StandinBackend(Backend):
         own generator; this one matches CPU runs exactly, which the tests compare against)."""
         from tinygrad_lab.random import generator
 
-        return generator().random(shape, dtype=dtype).view(StandinArray)
+        rng = self._generator() if self.own_generator else generator()
+        return rng.random(shape, dtype=dtype).view(StandinArray)
+
+    def _generator(self) -> np.random.Generator:
+        """The device's own generator (own_generator): seeded as CUDABackend's is, by
+        tl.manual_seed through tinygrad_lab.random.device_seed."""
+        from tinygrad_lab import random
+
+        if self._rng is None or self._rng_epoch != random.seed_epoch():
+            self._rng = np.random.default_rng(random.device_seed(self.device))
+            self._rng_epoch = random.seed_epoch()
+        return self._rng
+
+    def random_state(self) -> np.ndarray | None:
+        """own_generator: its PCG64 state as uint64 words (state and increment, high then low
+        64 bits; the cached 32-bit half); else None, as the CPU's (the host stream)."""
+        if not self.own_generator:
+            return None
+        s = self._generator().bit_generator.state
+        words = [s["state"]["state"], s["state"]["inc"]]
+        return np.array([w >> 64 for w in words] + [w & _LOW for w in words]
+                        + [s["has_uint32"], s["uinteger"]], dtype=np.uint64)
+
+    def set_random_state(self, state: np.ndarray) -> None:
+        if not self.own_generator:
+            super().set_random_state(state)
+        if np.shape(state) != (6,):
+            raise ValueError(f"device {self.device!r}: a random state of shape "
+                             f"{np.shape(state)}, expected (6,)")
+        w = [int(v) for v in np.asarray(state)]
+        words = {"state": w[0] << 64 | w[2], "inc": w[1] << 64 | w[3]}
+        self._generator().bit_generator.state = {
+            "bit_generator": "PCG64", "state": words, "has_uint32": w[4], "uinteger": w[5]}
 
 
-def register(name: str = NAME) -> DeviceType:
-    """Register the stand-in device type under `name` (again: the existing registration)."""
+_LOW = (1 << 64) - 1
+
+
+def register(name: str = NAME, own_generator: bool = False) -> DeviceType:
+    """Register the stand-in device type under `name` (again: the existing registration);
+    `own_generator`: its random numbers come from a generator of its own, as a GPU's do."""
     if name in DEVICES:
         return DEVICES[name]
     return register_device(
-        DeviceType(name, lambda index: StandinBackend(), None, {}, indexed=True)
+        DeviceType(name, lambda index: StandinBackend(own_generator), None, {}, indexed=True)
     )
 
 
