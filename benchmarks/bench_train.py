@@ -7,8 +7,16 @@ With --baseline DIR (a checkout of another revision: `git worktree add ../base H
 workload runs `--rounds` times alternately on this tree and on DIR, and the table gives both
 medians, their ratio (this / baseline) and the lowest and highest per-round ratio.
 
+    python benchmarks/bench_train.py --threads 1 --rounds 5 --no-reference   # ours vs PyTorch
+
+Without --baseline, --rounds N (default 1) runs ours and PyTorch alternately N times per workload
+and reports the median of the per-round ratios (with the lowest and highest): on a shared machine
+only ratios taken close together in time mean anything. --no-reference skips the NumPy-reference
+run (TINYGRAD_LAB_KERNELS=0).
+
 Workloads: the founding MNIST MLP (batch 128), the reference CNN (benchmarks/cnn_workload.py,
-batch 64) and the reference mini-GPT (benchmarks/gpt_workload.py, batch 16 x context 64).
+batch 64), the reference mini-GPT (benchmarks/gpt_workload.py, batch 16 x context 64) and a
+wider GPT (`gpt-wide`: d_model 256, 8 heads, MLP 1024, batch 8 x context 128).
 
 Each (framework, workload) runs in its own process with the same thread count; the figure is the
 median step time after warm-up, reported as samples/s (tokens/s for language models).
@@ -24,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, pin_threads, result_line, run_child, torch_available  # noqa: E402
 
-WORKLOADS = ("mlp", "cnn", "gpt")
+WORKLOADS = ("mlp", "cnn", "gpt", "gpt-wide")
 
 
 # --- children: one framework, one workload ----------------------------------------------------
@@ -97,10 +105,11 @@ def _gpt(framework: str, args: argparse.Namespace) -> list[float]:
     import gpt_workload
 
     context = args.tokens_per_sample
+    size = gpt_workload.WIDE if args.workload == "gpt-wide" else gpt_workload.BASE
     if framework == "ours":
-        step = gpt_workload.ours_step_factory(args.batch, context)
+        step = gpt_workload.ours_step_factory(args.batch, context, size)
     else:
-        step = gpt_workload.torch_step_factory(args.batch, context, args.threads)
+        step = gpt_workload.torch_step_factory(args.batch, context, args.threads, size)
     return _time_steps(lambda *_: step(), iter(lambda: (None, None), 0), args.warmup, args.steps)
 
 
@@ -111,11 +120,14 @@ CHILDREN = {
     ("torch", "cnn"): lambda a: _cnn("torch", a),
     ("ours", "gpt"): lambda a: _gpt("ours", a),
     ("torch", "gpt"): lambda a: _gpt("torch", a),
+    ("ours", "gpt-wide"): lambda a: _gpt("ours", a),
+    ("torch", "gpt-wide"): lambda a: _gpt("torch", a),
 }
-BATCH = {"mlp": 128, "cnn": 64, "gpt": 16}
-TOKENS = {"mlp": 0, "cnn": 0, "gpt": 64}
-UNIT = {"mlp": "samples/s", "cnn": "samples/s", "gpt": "tokens/s"}
-STEPS_SCALE = {"mlp": 1.0, "cnn": 0.2, "gpt": 0.2}  # the heavier steps need fewer samples
+BATCH = {"mlp": 128, "cnn": 64, "gpt": 16, "gpt-wide": 8}
+TOKENS = {"mlp": 0, "cnn": 0, "gpt": 64, "gpt-wide": 128}
+UNIT = {"mlp": "samples/s", "cnn": "samples/s", "gpt": "tokens/s", "gpt-wide": "tokens/s"}
+# the heavier steps need fewer samples
+STEPS_SCALE = {"mlp": 1.0, "cnn": 0.2, "gpt": 0.2, "gpt-wide": 0.1}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -143,6 +155,7 @@ def compare_with_baseline(args: argparse.Namespace) -> None:
 
     if not (args.baseline / "tinygrad_lab").is_dir() or not (args.baseline / "kernels").is_dir():
         raise SystemExit(f"--baseline {args.baseline}: not a tinygrad_lab checkout")
+    args.rounds = 3 if args.rounds is None else args.rounds
     if args.rounds < 1:
         raise SystemExit("--rounds must be >= 1")
     report = Report("bench_train_vs_baseline", args.threads,
@@ -168,6 +181,36 @@ def compare_with_baseline(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {md_path}")
 
 
+def _ours_vs_torch(workload: str, args: argparse.Namespace, rounds: int,
+                   have_torch: bool) -> dict[str, object]:
+    """One table row: ours and PyTorch alternately `rounds` times (medians, and the median,
+    lowest and highest of the per-round ratios), the NumPy reference once unless skipped."""
+    import statistics
+
+    common = _child_args(workload, args)
+    ours, torch, ratios = [], [], []
+    for _ in range(rounds):
+        ours.append(run_child("bench_train.py", ["--framework", "ours", *common], args.threads))
+        if have_torch:
+            torch.append(run_child("bench_train.py", ["--framework", "torch", *common],
+                                   args.threads))
+            ratios.append(ours[-1]["throughput"] / torch[-1]["throughput"])
+    ours_tp = statistics.median(r["throughput"] for r in ours)
+    row: dict[str, object] = {"workload": workload, "unit": UNIT[workload], "ours": ours_tp,
+                              "ours step ms": statistics.median(r["median_step_s"] for r in ours)
+                              * 1e3}
+    if not args.no_reference:
+        ref = run_child("bench_train.py", ["--framework", "ours", *common], args.threads,
+                        env={"TINYGRAD_LAB_KERNELS": "0"})
+        row["ours (NumPy reference)"] = ref["throughput"]
+        row["ours / reference"] = ours_tp / ref["throughput"]
+    if ratios:
+        row["PyTorch eager"] = statistics.median(r["throughput"] for r in torch)
+        row["ours / PyTorch"] = statistics.median(ratios)
+        row["lowest round"], row["highest round"] = min(ratios), max(ratios)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -176,7 +219,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="compare this tree with the checkout in DIR (same run, alternating)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations with --baseline")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="alternations: ours vs PyTorch (default 1), or with --baseline "
+                             "this tree vs DIR (default 3)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the NumPy-reference run (TINYGRAD_LAB_KERNELS=0)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--framework", default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--workload", default="mlp", help=argparse.SUPPRESS)
@@ -190,28 +237,19 @@ def main() -> None:
     if args.baseline is not None:
         compare_with_baseline(args)
         return
-    report = Report("bench_train", args.threads)
+    rounds = 1 if args.rounds is None else args.rounds
+    if rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    report = Report("bench_train", args.threads, meta={"rounds": rounds})
     have_torch = torch_available()
     for workload in args.workloads:
-        common = _child_args(workload, args)
-        ours = run_child("bench_train.py", ["--framework", "ours", *common], args.threads)
-        ref = run_child("bench_train.py", ["--framework", "ours", *common], args.threads,
-                        env={"TINYGRAD_LAB_KERNELS": "0"})
-        torch = (run_child("bench_train.py", ["--framework", "torch", *common], args.threads)
-                 if have_torch else None)
-        row = {"workload": workload, "unit": UNIT[workload],
-               "ours": ours["throughput"], "ours (NumPy reference)": ref["throughput"],
-               "ours step ms": ours["median_step_s"] * 1e3}
-        if torch:
-            row["PyTorch eager"] = torch["throughput"]
-            row["ours / PyTorch"] = ours["throughput"] / torch["throughput"]
-        row["ours / reference"] = ours["throughput"] / ref["throughput"]
+        row = _ours_vs_torch(workload, args, rounds, have_torch)
         report.rows.append(row)
         print(row, flush=True)
     if not have_torch:
         report.notes.append("PyTorch not installed: pip install torch==2.13.0 for its column")
     cols = ["workload", "unit", "ours", "ours (NumPy reference)", "PyTorch eager",
-            "ours / PyTorch", "ours / reference", "ours step ms"]
+            "ours / PyTorch", "lowest round", "highest round", "ours / reference", "ours step ms"]
     json_path, md_path = report.write(cols)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")

@@ -26,6 +26,8 @@ from typing import Any
 
 VOCAB, D_MODEL, HEADS, LAYERS, D_FF = 65, 128, 4, 4, 512
 POOL = 32
+BASE = (D_MODEL, HEADS, LAYERS, D_FF)  # (d_model, heads, layers, d_ff): the reference size
+WIDE = (256, 8, 4, 1024)  # bench_train's gpt-wide (batch 8 x context 128): wider GEMMs, longer T
 
 
 def _batches(batch: int, context: int, seed: int = 0) -> list[tuple[Any, Any]]:
@@ -44,16 +46,18 @@ def _batches(batch: int, context: int, seed: int = 0) -> list[tuple[Any, Any]]:
     return out
 
 
-def ours_step_factory(batch: int = 16, context: int = 64) -> Callable[[], float]:
+def ours_step_factory(batch: int = 16, context: int = 64,
+                      size: tuple[int, int, int, int] = BASE) -> Callable[[], float]:
     """One training step (tinygrad_lab.train.train_step) of the shakespeare-gpt recipe's model
-    (tinygrad_lab.models.GPT), kernels as configured."""
+    (tinygrad_lab.models.GPT), kernels as configured; size = (d_model, heads, layers, d_ff)."""
     import tinygrad_lab as tl
     from tinygrad_lab.models import GPT, GPTConfig, configure_optimizers
     from tinygrad_lab.nn import functional as F
     from tinygrad_lab.train import train_step
 
     tl.manual_seed(0)
-    model = GPT(GPTConfig(VOCAB, context, D_MODEL, HEADS, LAYERS, D_FF))
+    d_model, heads, layers, d_ff = size
+    model = GPT(GPTConfig(VOCAB, context, d_model, heads, layers, d_ff))
     opts = configure_optimizers(model, 1e-3, 0.1)
     pool = _batches(batch, context)
     count = [0]
@@ -70,7 +74,8 @@ def ours_step_factory(batch: int = 16, context: int = 64) -> Callable[[], float]
     return step
 
 
-def torch_step_factory(batch: int = 16, context: int = 64, threads: int = 2) -> Callable[[], float]:
+def torch_step_factory(batch: int = 16, context: int = 64, threads: int = 2,
+                       size: tuple[int, int, int, int] = BASE) -> Callable[[], float]:
     """The same model in PyTorch eager, written as nanoGPT writes it (fused qkv Linear,
     F.scaled_dot_product_attention with is_causal=True): the sweep's own
     tinygrad_lab.scaling.torch_models.GPT at this size."""
@@ -81,8 +86,9 @@ def torch_step_factory(batch: int = 16, context: int = 64, threads: int = 2) -> 
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = GPT({"vocab_size": VOCAB, "block_size": context, "d_model": D_MODEL,
-                 "num_heads": HEADS, "num_layers": LAYERS, "d_ff": D_FF})
+    d_model, heads, layers, d_ff = size
+    model = GPT({"vocab_size": VOCAB, "block_size": context, "d_model": d_model,
+                 "num_heads": heads, "num_layers": layers, "d_ff": d_ff})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     pool = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in _batches(batch, context)]
     count = [0]

@@ -19,19 +19,12 @@ from numba import njit, prange
 from tinygrad_lab.kernels._common import PARALLEL_MIN, PARALLEL_MIN_HEAVY, is_float
 from tinygrad_lab.kernels._math import exp
 from tinygrad_lab.kernels.softmax import _row_dot  # a (R, S), b (R, S) -> float64 row dot
+from tinygrad_lab.kernels.softmax import _row_max_n as _row_max  # a (R, S) -> max of a[r, :n]
 
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)  # stands in for mask=None: (MR, mS)
 
 
 # --- reductions over the first n entries of row r -------------------------------------------------
-@njit(cache=True, error_model="numpy", fastmath={"nnan", "nsz"})
-def _row_max(a, r, n):  # a (R, S) -> max of a[r, :n]; -inf entries are hidden keys
-    m = a[r, 0]
-    for j in range(1, n):
-        m = a[r, j] if a[r, j] > m else m
-    return m
-
-
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
 def _row_sum(a, r, n):  # a (R, S) -> float64 sum of a[r, :n], in any order
     s = 0.0
@@ -64,7 +57,7 @@ def _masked_softmax_row(x, y, mask, scale, causal, has_mask, heads, t, mshape, r
     else:
         for j in range(limit):
             y[r, j] = exp(y[r, j] - m)  # exp(-inf) = 0 for hidden keys
-        inv = 1.0 / _row_sum(y, r, limit)
+        inv = y.dtype.type(1.0 / _row_sum(y, r, limit))  # a float64 factor halves the lanes
         for j in range(limit):
             y[r, j] = y[r, j] * inv
     for j in range(limit, s):

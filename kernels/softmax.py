@@ -31,13 +31,33 @@ def _last_axis(x: Any, axis: int) -> bool:
 # separate small functions so the elementwise loops around them vectorize; their fastmath flags
 # only let LLVM reorder the max / sum into SIMD lanes (see each for why that is safe).
 @njit(cache=True, error_model="numpy", fastmath={"nnan", "nsz"})
-def _row_max(x, r):  # x (R, C) -> max of row r
+def _row_max_n(x, r, n):  # x (R, C) -> max of x[r, :n], n >= 1
     # nnan: with a NaN in the row the max may come out as anything, but that row's exp(x - max)
-    # and its sum are NaN whatever the max is, so its outputs are NaN, as the reference's
-    m = x[r, 0]
-    for j in range(1, x.shape[1]):
-        m = x[r, j] if x[r, j] > m else m
+    # and its sum are NaN whatever the max is, so its outputs are NaN, as the reference's.
+    # Eight independent running maxima: LLVM does not turn one max chain into SIMD lanes (a
+    # single chain ran at a quarter of the speed of this, 2.2 vs 0.6 ms for 4M float32)
+    m0 = x[r, 0]
+    m1, m2, m3, m4, m5, m6, m7 = m0, m0, m0, m0, m0, m0, m0
+    j = 0
+    while j + 8 <= n:
+        m0 = max(m0, x[r, j])
+        m1 = max(m1, x[r, j + 1])
+        m2 = max(m2, x[r, j + 2])
+        m3 = max(m3, x[r, j + 3])
+        m4 = max(m4, x[r, j + 4])
+        m5 = max(m5, x[r, j + 5])
+        m6 = max(m6, x[r, j + 6])
+        m7 = max(m7, x[r, j + 7])
+        j += 8
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for k in range(j, n):
+        m = max(m, x[r, k])
     return m
+
+
+@njit(cache=True, error_model="numpy")
+def _row_max(x, r):  # x (R, C) -> max of row r
+    return _row_max_n(x, r, x.shape[1])
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
@@ -61,7 +81,7 @@ def _softmax_row(x, y, r):  # x (R, C) -> y (R, C), row r
     m = _row_max(x, r)
     for j in range(x.shape[1]):
         y[r, j] = exp(x[r, j] - m)
-    inv = 1.0 / _row_sum(y, r)
+    inv = y.dtype.type(1.0 / _row_sum(y, r))  # in y's type: a float64 factor halves the lanes
     for j in range(x.shape[1]):
         y[r, j] = y[r, j] * inv
 
@@ -187,7 +207,7 @@ def _cross_entropy_row(x, labels, d, r):  # x (N, C), labels (N,) -> d (N, C); r
     for j in range(classes):
         d[r, j] = exp(x[r, j] - m)
     s = _row_sum(d, r)
-    scale = 1.0 / (s * n)  # softmax / N in one multiply
+    scale = d.dtype.type(1.0 / (s * n))  # softmax / N in one multiply, in d's type
     for j in range(classes):
         d[r, j] = d[r, j] * scale
     d[r, k] = d[r, k] - 1.0 / n

@@ -308,7 +308,11 @@ def test_kernels_keep_nan_and_signed_zero_like_numpy() -> None:
             r = REFERENCES[name](*args)
             k = _kernel(name)(*args)  # second: bias_act_forward writes into its y
         np.testing.assert_array_equal(np.isnan(k), np.isnan(r), err_msg=name)
-        np.testing.assert_allclose(k, r, rtol=1e-6, err_msg=name)
+        # atol: gelu(-3) = 0.5 x (1 + tanh(u)) with tanh(u) = -0.9976 loses 9 bits to the
+        # cancellation in both (float32) computations, so only an absolute bound at the inputs'
+        # scale (3) means anything there
+        np.testing.assert_allclose(k, r, rtol=1e-6, atol=16 * 3 * float(np.finfo(np.float32).eps),
+                                   err_msg=name)
     assert np.signbit(_kernel("relu_forward")(x)[1])  # relu(-0.0) is -0.0, as np.maximum
 
 
