@@ -328,6 +328,31 @@ def test_cache_chooser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert helpers.choose_numba_cache(package) is None  # the user's choice stands
 
 
+def test_kernels_compiled_from_other_sources_are_dropped(tmp_path: Path) -> None:
+    """Numba's cache checks only a kernel's own file; a changed helper module (_math.py) must
+    still retire every cached kernel, or callers would run machine code of the old helper."""
+    package, cache = tmp_path / "kernels", tmp_path / "cache" / "deep"
+    package.mkdir()
+    cache.mkdir(parents=True)
+    (package / "_math.py").write_text("def exp(x): return x\n")
+    (package / "softmax.py").write_text("from ._math import exp\n")
+    compiled = [cache / "softmax._row-10.py311.nbi", cache / "softmax._row-10.py311.1.nbc"]
+    for f in compiled:
+        f.write_text("machine code")
+    (cache / "notes.txt").write_text("kept")
+    helpers.drop_stale_kernel_cache(str(tmp_path / "cache"), str(package))  # no record: drop
+    assert not any(f.exists() for f in compiled) and (cache / "notes.txt").exists()
+    for f in compiled:
+        f.write_text("machine code")
+    helpers.drop_stale_kernel_cache(str(tmp_path / "cache"), str(package))  # same sources: keep
+    assert all(f.exists() for f in compiled)
+    (package / "_math.py").write_text("def exp(x): return 2 * x\n")  # only the helper changes
+    helpers.drop_stale_kernel_cache(str(tmp_path / "cache"), str(package))
+    assert not any(f.exists() for f in compiled)
+    record = tmp_path / "cache" / helpers.KERNEL_FINGERPRINT_FILE
+    assert record.read_text().strip() == helpers.kernel_fingerprint(str(package))
+
+
 READ_ONLY_RUN = """
 import os, sys, tempfile
 real = os.access

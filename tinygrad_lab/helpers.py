@@ -281,12 +281,60 @@ def choose_numba_cache(package_dir: str) -> str | None:
     return ""
 
 
+KERNEL_FINGERPRINT_FILE = "tinygrad_lab-kernels.fingerprint"
+
+
+def kernel_fingerprint(package_dir: str) -> str:
+    """A hash of every kernel module's source. Numba's cache checks only the stamp of the file
+    that defines a kernel, but a kernel compiles in the helpers it calls (`_math.exp`): after an
+    edit of `_math.py` the callers' cached machine code would be stale, and silently used."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(package_dir)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(package_dir, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def drop_stale_kernel_cache(cache_dir: str, package_dir: str) -> None:
+    """Delete the compiled kernels (*.nbi, *.nbc) under `cache_dir`, a directory that holds only
+    this package's kernels, when they were compiled from other kernel sources than these (the
+    fingerprint file there says from which); then record these sources' fingerprint. Best
+    effort: a directory that cannot be read or written is left as it is."""
+    fingerprint = kernel_fingerprint(package_dir)
+    marker = os.path.join(cache_dir, KERNEL_FINGERPRINT_FILE)
+    try:
+        with open(marker) as f:
+            if f.read().strip() == fingerprint:
+                return
+    except OSError:
+        pass
+    try:
+        for root, _, files in os.walk(cache_dir):
+            for name in files:
+                if name.endswith((".nbi", ".nbc")):
+                    with contextlib.suppress(FileNotFoundError):  # another process was first
+                        os.remove(os.path.join(root, name))
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{marker}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(fingerprint + "\n")
+        os.replace(tmp, marker)
+    except OSError:
+        return
+
+
 def setup_numba_cache(package_dir: str | None = None) -> None:
     """Point Numba's cache somewhere writable before any `@njit(cache=True)` kernel module is
     imported (Numba picks the cache directory when the decorator runs), for the kernels in
     `package_dir` (default: tinygrad_lab.kernels, found without importing it); see
     choose_numba_cache. A user cache directory is taken silently, a temp directory or no cache
-    with one warning. `import tinygrad_lab` runs this."""
+    with one warning. Kernels compiled from other kernel sources are dropped first
+    (drop_stale_kernel_cache; not in a NUMBA_CACHE_DIR the user chose, which may hold other
+    projects' kernels). `import tinygrad_lab` runs this."""
     global _numba_cache_checked
     if _numba_cache_checked:
         return
@@ -300,8 +348,11 @@ def setup_numba_cache(package_dir: str | None = None) -> None:
         package_dir = list(spec.submodule_search_locations)[0]
     path = choose_numba_cache(package_dir)
     if path is None:
+        if not os.environ.get("NUMBA_CACHE_DIR", "").strip():  # Numba's __pycache__ beside them
+            drop_stale_kernel_cache(os.path.join(package_dir, "__pycache__"), package_dir)
         return
     if path:
+        drop_stale_kernel_cache(path, package_dir)
         os.environ["NUMBA_CACHE_DIR"] = path
         if "numba" in sys.modules:  # Numba read its variables already
             import numba
