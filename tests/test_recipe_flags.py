@@ -106,3 +106,15 @@ def test_plot_path_is_checked_before_any_data_loads(tmp_path, capsys, monkeypatc
 
 def test_confusion_path_sits_beside_the_curves():
     assert str(reporting.confusion_path("runs/curves.png")) == "runs/curves-confusion.png"
+
+
+def test_plot_without_matplotlib_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    """Without the `plot` extra, --plot (and `explain`) stop before any training, in one line
+    naming the extra, with no traceback."""
+    for name in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import matplotlib.figure` raises
+    assert cli.main([*MLP, "--plot", str(tmp_path / "curves.png")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "tinygrad-lab: error: --plot pictures need matplotlib: pip install 'tinygrad_lab[plot]'"]
+    assert "Epoch" not in captured.out and not (tmp_path / "curves.png").exists()

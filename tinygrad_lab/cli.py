@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinygrad_lab import recipes
+from tinygrad_lab.plot import MissingMatplotlib
 
 
 class _Parser(argparse.ArgumentParser):
@@ -214,6 +215,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise  # main's: stdout's reader left, not an error to report
     except (ValueError, FloatingPointError, OSError) as e:  # OSError: e.g. --save unwritable
+        print(f"tinygrad-lab: error: {e}", file=sys.stderr)
+        return 1
+    except MissingMatplotlib as e:  # --plot without the `plot` extra: one line, like the above
         print(f"tinygrad-lab: error: {e}", file=sys.stderr)
         return 1
     except MemoryError as e:  # e.g. --hidden 100000000, or a file announcing terabytes

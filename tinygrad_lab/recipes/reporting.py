@@ -44,7 +44,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         from tinygrad_lab.serialization import check_writable
 
         check_writable(args.plot)
-        figure(what="--plot")  # MissingMatplotlib (an ImportError) now, not after training
+        figure(what="--plot pictures")  # MissingMatplotlib (an ImportError) now, not after training
 
 
 def early_stopping(args: argparse.Namespace, per: str = "epoch") -> Any:
