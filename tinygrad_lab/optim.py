@@ -104,13 +104,7 @@ class Optimizer:
         for p in self.params:
             if p.grad is None:
                 continue
-            state = self.state.get(id(p))
-            if state is None:  # made lazily, on the parameter's device
-                state = self.state[id(p)] = self.init_state(p)
-                if function._memory is not None:
-                    function._memory.add_all(state.values(), "optimizer_state", p._device)
-            _follow(self, p, state)  # state made before a Module.to moves with p, once
-            state["step"] += 1
+            state = self._stepped_state(p)
             if function.is_observed():  # profiling: time and count the update
                 function.timed_update(self, p, state)
             else:
@@ -119,6 +113,18 @@ class Optimizer:
 
     def init_state(self, p: Tensor) -> dict[str, Any]:
         return {"step": 0}
+
+    def _stepped_state(self, p: Tensor) -> dict[str, Any]:
+        """p's state for this step, its step count already advanced: made at the first step,
+        on p's device, and moved along once after a Module.to moved p."""
+        state = self.state.get(id(p))
+        if state is None:
+            state = self.state[id(p)] = self.init_state(p)
+            if function._memory is not None:
+                function._memory.add_all(state.values(), "optimizer_state", p._device)
+        _follow(self, p, state)
+        state["step"] += 1
+        return state
 
     def update(self, p: Tensor, grad: Array, state: dict[str, Any],
                group: dict[str, Any] | None = None) -> None:
@@ -544,16 +550,7 @@ def _fused_step(opt: Optimizer) -> bool:
         return False
     for h in opt.param_groups:
         params = [p for p in h["params"] if p.grad is not None]
-        states = []
-        for p in params:
-            state = opt.state.get(id(p))
-            if state is None:  # made lazily, on the parameter's device
-                state = opt.state[id(p)] = opt.init_state(p)
-                if function._memory is not None:
-                    function._memory.add_all(state.values(), "optimizer_state", p._device)
-            _follow(opt, p, state)
-            state["step"] += 1
-            states.append(state)
+        states = [opt._stepped_state(p) for p in params]
         if not params:
             continue
         data, grads = [p.data for p in params], [p.grad.data for p in params]

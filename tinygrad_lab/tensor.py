@@ -374,19 +374,18 @@ class Tensor:
     def _const(self, value: Any) -> Tensor:
         if isinstance(value, Tensor):
             return value
-        if type(value) not in (float, int, bool):  # not a Python number: check what it holds
-            if value is None:
-                raise TypeError("operand is None, not a number, array or tensor")
-            kind = getattr(value, "dtype", None)
-            _check_dtype(np.asarray(value).dtype if kind is None else np.dtype(kind), "operand")
         if isinstance(value, (float, int, bool)):  # PyTorch: a Python scalar never widens
-            dtype = _dtypes.scalar_dtype(self.dtype, value)
-        else:  # an array of a higher category (floats for an int tensor) keeps its own dtype
-            held = getattr(value, "dtype", None)
-            dtype = _dtypes.result_dtype(self.dtype, np.asarray(value).dtype if held is None
-                                         else held)
-            dtype = self.dtype if dtype.kind == self.dtype.kind else dtype
-        if isinstance(value, (float, int, bool, np.generic)):  # made on the device, not copied
+            arr = self._backend.scalar(value, _dtypes.scalar_dtype(self.dtype, value))
+            return Tensor._wrap(arr, self._backend, self._device, False)
+        if value is None:
+            raise TypeError("operand is None, not a number, array or tensor")
+        kind = getattr(value, "dtype", None)
+        held = np.asarray(value).dtype if kind is None else np.dtype(kind)
+        _check_dtype(held, "operand")
+        # an array of a higher category (floats for an int tensor) keeps its own dtype
+        dtype = _dtypes.result_dtype(self.dtype, held)
+        dtype = self.dtype if dtype.kind == self.dtype.kind else dtype
+        if isinstance(value, np.generic):  # made on the device, not copied
             arr = self._backend.scalar(value, dtype)
         else:
             arr = self._backend.asarray(value, dtype=dtype)
