@@ -188,6 +188,7 @@ def _calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple]]:
     def record(source, kernel, dtype, blocks, threads, args):
         params = _c_parameters(source)[kernel]
         where = f"{source.name}.{kernel}"
+        _common.check_scalars(where, args)  # launch's own check, which the recording replaces
         assert len(args) == len(params), f"{where}: {len(args)} arguments for {len(params)}"
         for param, arg in zip(params, args):
             _check_argument(where, param, arg, np.dtype(dtype))
@@ -319,3 +320,14 @@ def test_multi_tensor_tables_cover_every_element_once(monkeypatch: pytest.Monkey
         2 * optim.CHUNK + 1, 0, 5]
     assert ptrs.shape == (2, 3) and ptrs[0, 1] == 0 and ptrs[1, 2] == states[2].data.ptr
     assert optim._tables([[params[1]], [states[1]]]) is None  # nothing to update
+
+
+def test_launch_takes_numpy_scalars_and_refuses_python_ones() -> None:
+    """np.float64 subclasses float: the check must pass it (it is the C double a float64
+    kernel takes) and refuse the Python int/float/bool that CuPy would pass at its own width."""
+    _common.check_scalars("k", (np.float64(1.0), np.float32(1.0), np.int32(3), np.int64(3),
+                                np.uint64(0), np.bool_(True)))
+    for bad in (1.0, 3, True):
+        with pytest.raises(TypeError, match="untyped scalar argument"):
+            _common.check_scalars("k", (np.float32(1.0), bad))
+

@@ -194,6 +194,26 @@ def test_a_device_generator_state_round_trips():
         get_backend(SI).set_random_state(state)
 
 
+def test_host_random_gives_a_device_with_its_own_generator_the_cpu_masks():
+    """DeviceCase.host_random, which lets tests compare dropout on a GPU with the CPU: outside
+    it the device's own generator makes other masks for the same seed, inside it the CPU's."""
+    from tinygrad_lab.testing.devices import DeviceCase
+
+    x = np.ones((8, 16))
+
+    def dropped(device: str) -> np.ndarray:
+        tl.manual_seed(0)
+        return nn.Dropout(0.5)(Tensor(x, device=device)).numpy()
+
+    cpu = dropped("cpu")
+    assert not np.array_equal(dropped(OWN), cpu)
+    case = DeviceCase(OWN, OWN, kernels=False)
+    with case.host_random(), case.host_random():  # nests
+        np.testing.assert_array_equal(dropped(OWN), cpu)
+    assert not np.array_equal(dropped(OWN), cpu)  # restored
+    assert "random" not in vars(get_backend(OWN))
+
+
 X = np.random.default_rng(4).standard_normal((18, 4))
 Y = np.eye(3)[np.random.default_rng(5).integers(0, 3, 18)]
 

@@ -316,7 +316,8 @@ def _forward_backward(name: str, device: str) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_every_layer_on_every_device_matches_the_cpu_reference(name: str, device: DeviceCase):
-    got = _forward_backward(name, device.device)
+    with device.host_random():  # dropout: the CPU's masks (a GPU's generator is its own)
+        got = _forward_backward(name, device.device)
     with tl.reference():
         want = _forward_backward(name, DEFAULT_DEVICE)
     assert len(got) == len(want)
@@ -420,7 +421,8 @@ def test_one_training_step_of_every_model_matches_the_cpu_reference(name, device
         out = train.train_step(model, train.to_device(batch, where), loss_fn, opt, clip=1.0)
         return [out.loss.numpy(), *[p.numpy() for p in model.parameters()]]
 
-    got = step(device.device)
+    with device.host_random():  # dropout: the CPU's masks (a GPU's generator is its own)
+        got = step(device.device)
     with tl.reference():
         want = step(DEFAULT_DEVICE)
     for g, w in zip(got, want, strict=True):

@@ -157,13 +157,19 @@ def warm_up_arrays(dtype: Any, *shapes: tuple[int, ...]) -> list[Any]:
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
+def check_scalars(where: str, args: tuple[Any, ...]) -> None:
+    """Refuse a Python bool/int/float among launch arguments (NumPy scalars pass: np.float64
+    subclasses float, and is exactly the C double it stands for)."""
+    for a in args:
+        if isinstance(a, (bool, int, float)) and not isinstance(a, np.generic):
+            raise TypeError(f"{where}: untyped scalar argument {a!r}")
+
+
 def launch(source: CudaSource, kernel: str, dtype: Any, blocks: Any, threads: Any,
            args: tuple[Any, ...]) -> None:
     """Run `kernel<T>` of `source` on the current device and stream. Every scalar argument must
     be a NumPy scalar of the C parameter's exact width (`i32`, `i64`, `scalar`): CuPy would pass
     a Python int as 8 bytes, shifting every later argument of an `int` parameter."""
-    for a in args:
-        if isinstance(a, (bool, int, float)):
-            raise TypeError(f"{source.name}.{kernel}: untyped scalar argument {a!r}")
+    check_scalars(f"{source.name}.{kernel}", args)
     source.function(kernel, dtype)(blocks if isinstance(blocks, tuple) else (blocks,),
                                    threads if isinstance(threads, tuple) else (threads,), args)

@@ -258,6 +258,8 @@ def index_array(x: Tensor, index: Any, op: str) -> Array:
 
     if isinstance(index, Tensor):
         arr = index._data if index._backend is x._backend else x._backend.asarray(index.numpy())
+    elif hasattr(index, "shape") and not isinstance(index, (np.ndarray, np.generic)):
+        arr = x._backend.asarray(index)  # a device array already (CuPy refuses np.asarray)
     else:
         host = np.asarray(index)
         if host.dtype.kind not in "iu" and host.size == 0:

@@ -44,6 +44,25 @@ class DeviceCase:
         return cuda_skip_reason() if self.name == "cuda" else None
 
     @contextlib.contextmanager
+    def host_random(self) -> Iterator[None]:
+        """Inside the block this device draws its random numbers (dropout masks) from the host
+        generator, as the CPU does, so a layer with dropout compares with the CPU mask for mask.
+        A GPU otherwise draws from its own generator, as PyTorch's does: the same seed gives
+        other masks there, and only the generator's own tests can check them."""
+        from tinygrad_lab.backends import get_backend
+        from tinygrad_lab.backends.base import Backend
+
+        backend = get_backend(self.device)
+        if "random" in vars(backend):  # already patched by an enclosing block
+            yield
+            return
+        backend.random = functools.partial(Backend.random, backend)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del backend.random
+
+    @contextlib.contextmanager
     def active(self) -> Iterator[DeviceCase]:
         """The kernel switch set for this case (the stand-in is registered) inside the block."""
         standin.register()
