@@ -215,3 +215,28 @@ def test_development_install_hides_top_level_kernels(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr
+
+
+def test_a_checkout_without_its_install_still_finds_the_kernels(tmp_path):
+    """With setuptools' editable finder gone (a checkout on sys.path, or a pip that installed
+    for another interpreter), tinygrad_lab.kernels still resolves to the checkout's kernels/,
+    submodules included (and it is the same module, not a second copy of it)."""
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "import tinygrad_lab.kernels.cuda._common as c, tinygrad_lab.kernels as k\n"
+        "print(k.__file__, c.__file__)\n"
+        "from tinygrad_lab.backends import DEVICES\n"
+        "package = DEVICES['cuda'].kernel_package\n"
+        "print(package, sys.modules[package] is k.cuda)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    files, verdict = result.stdout.strip().splitlines()
+    assert files.split() == [str(root / "kernels" / "__init__.py"),
+                             str(root / "kernels" / "cuda" / "_common.py")]
+    assert verdict == "tinygrad_lab.kernels.cuda True"
+

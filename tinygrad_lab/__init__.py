@@ -1,7 +1,9 @@
 """tinygrad_lab: a from-scratch deep-learning engine (autograd, layers, optimizers, kernels)."""
 
 from tinygrad_lab import helpers
+from tinygrad_lab._source_tree import mount_kernels
 
+mount_kernels()  # a checkout run without its install finds kernels/ all the same
 helpers.apply_thread_env()
 helpers.setup_numba_cache()  # before any kernel module: Numba picks its cache dir at decoration
 
