@@ -323,6 +323,44 @@ def test_transformer_block_gradcheck(x, causal):
     assert gradcheck(fn, *inputs)
 
 
+@pytest.mark.parametrize("mask_shape", [None, (3, 1, 1, 5), (3, 2, 5, 5), (5, 5), (1, 2, 1, 5)])
+@pytest.mark.parametrize("rope", [False, True])
+def test_attention_in_batch_chunks_matches_the_whole_batch(monkeypatch, mask_shape, rope,
+                                                           cpu_path):
+    """QKVAttention works through the batch in cache-sized chunks (a mask with a batch axis cut
+    to each chunk's rows): one sample per chunk gives the whole batch's outputs and gradients."""
+    from tinygrad_lab.ops import attention as A
+
+    rng = np.random.default_rng(0)
+    x, seed = rng.standard_normal((3, 5, 12)), rng.standard_normal((3, 5, 12))
+    mask = None if mask_shape is None else rng.random(mask_shape) > 0.3
+    calls: list[int] = []
+    chunks = A.QKVAttention._chunks
+
+    def counted(self, *args):
+        out = chunks(self, *args)
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(A.QKVAttention, "_chunks", counted)
+
+    def run() -> list[np.ndarray]:
+        tl.manual_seed(0)
+        mha = nn.MultiHeadAttention(12, 2, causal=True, rope=rope, dtype=np.float64)
+        xt = Tensor(x, requires_grad=True)
+        mha(xt, mask=mask).backward(seed)
+        return [mha(xt, mask=mask).numpy(), xt.grad.numpy(),
+                *[p.grad.numpy() for p in mha.parameters()]]
+
+    whole = run()
+    assert set(calls) == {1}
+    monkeypatch.setattr(A, "CHUNK_BYTES", 1)  # one sample per chunk
+    calls.clear()
+    for got, want in zip(run(), whole, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert set(calls) == {3}
+
+
 def _copy_into_torch(ours: nn.MultiHeadAttention, theirs: Any) -> None:
     """Ours keeps weights (in, out); torch keeps (out, in): copy transposed."""
     import torch

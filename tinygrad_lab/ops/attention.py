@@ -18,6 +18,11 @@ from tinygrad_lab.backends import Array, array_module, reference_function
 from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
 
+CHUNK_BYTES = 2 << 20
+"""QKVAttention works through the batch in chunks whose (H, T, S) scores take about this many
+bytes (the L2 caches of two cores): B8 H8 T128 (512 kB a sample) in chunks of 4 ran its backward
+in 0.67x the time of the whole batch at once, on 2 threads."""
+
 MASKED_SOFTMAX_BACKWARD_FLOPS = 5
 """Per score: scale * y * (g - sum(g * y)) is a product, a sum, a subtraction, two products."""
 
@@ -66,6 +71,9 @@ class QKVAttention(Function):
     written straight into one dqkv (B, T, 3C). Saved: q, k (views, or rotated copies), v;
     backward recomputes P (one more q k^T and softmax, as FlashAttention does) rather than keep
     a (B, H, T, T) array per layer: what is saved is then the qkv buffer, O(T) per sample.
+    Both passes work through the batch in chunks of about CHUNK_BYTES of scores, so a chunk's
+    scores and weights are still in cache for the next product, and k^T, v^T are made
+    contiguous first so each per-head product is a plain GEMM.
     """
 
     num_heads: int
@@ -104,37 +112,59 @@ class QKVAttention(Function):
             q = q * self.cos + _rotate_pairs(q) * self.sin
             k = k * self.cos + _rotate_pairs(k) * self.sin
         self.save(q, k, v)
-        y = self._weights(q, k) @ v  # (B, H, T, D)
-        return y.transpose(0, 2, 1, 3).reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
+        y = self.xp.empty((b, t, h, d), dtype=qkv.dtype)
+        for rows in self._chunks(b, t, k.shape[-2], qkv.dtype):
+            p = self._weights(q[rows], k[rows], self._mask_of(rows))
+            y[rows] = (p @ v[rows]).transpose(0, 2, 1, 3)
+        return y.reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
 
-    def _weights(self, q: Array, k: Array) -> Array:
-        """P = masked_softmax(q k^T / sqrt(D)) (B, H, T, T), in forward and again in backward."""
-        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, T)
+    def _chunks(self, b: int, t: int, s: int, dtype: Any) -> list[slice]:
+        """Slices of the batch whose (H, T, S) score arrays take about CHUNK_BYTES together, so
+        each chunk's scores, weights and their gradients stay in cache from one product to the
+        next. Sized per sample, never by B (the memory estimate's probes stay affine in B)."""
+        per_sample = self.num_heads * t * s * np.dtype(dtype).itemsize
+        step = max(1, CHUNK_BYTES // max(per_sample, 1))
+        return [slice(i, min(i + step, b)) for i in range(0, b, step)]
+
+    def _mask_of(self, rows: slice) -> Array | None:
+        """The mask for a chunk of the batch: cut along B when it has a batch axis of its own
+        (a mask broadcast from (T, S) or (1, ...) serves every chunk as it is)."""
+        mask = self.mask
+        if mask is None or mask.ndim < 4 or mask.shape[0] == 1:
+            return mask
+        return mask[rows]
+
+    def _weights(self, q: Array, k: Array, mask: Array | None) -> Array:
+        """P = masked_softmax(q k^T / sqrt(D)) (b, H, T, T), in forward and again in backward."""
+        scores = q @ _transposed(k)  # (b, H, T, T)
         self.workspace(scores)
         p = self.call("masked_softmax_forward", scores, 1.0 / float(np.sqrt(q.shape[-1])),
-                      self.causal, self.mask)
+                      self.causal, mask)
         self.workspace(p)
         return p
 
     def backward(self, g: Array) -> tuple[Array]:
         q, k, v = self.saved
         b, h, t, d = q.shape
-        p = self._weights(q, k)  # recomputed: bit for bit the forward's
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
         dqkv = self.xp.empty((b, t, 3, h, d), dtype=g.dtype)
-        dqkv[:, :, 2] = (p.swapaxes(-1, -2) @ gy).transpose(0, 2, 1, 3)  # dv (B, T, H, D)
-        dp = gy @ v.swapaxes(-1, -2)  # (B, H, T, T)
-        self.workspace(dqkv, dp)
-        ds = self.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
-        self.workspace(ds)
-        del p, dp
-        dq = ds @ k  # (B, H, T, D)
-        dk = ds.swapaxes(-1, -2) @ q  # (B, H, T, D)
-        if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
-            dq = dq * self.cos - _rotate_pairs(dq * self.sin)
-            dk = dk * self.cos - _rotate_pairs(dk * self.sin)
-        dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)  # (B, T, H, D)
-        dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
+        self.workspace(dqkv)
+        for rows in self._chunks(b, t, k.shape[-2], g.dtype):
+            qc, kc, vc, gc = q[rows], k[rows], v[rows], gy[rows]
+            p = self._weights(qc, kc, self._mask_of(rows))  # recomputed: the forward's, bit for bit
+            dqkv[rows, :, 2] = (p.swapaxes(-1, -2) @ gc).transpose(0, 2, 1, 3)  # dv
+            dp = gc @ _transposed(vc)  # (b, H, T, T)
+            self.workspace(dp)
+            ds = self.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
+            self.workspace(ds)
+            del p, dp
+            dq = ds @ kc  # (b, H, T, D)
+            dk = ds.swapaxes(-1, -2) @ qc  # (b, H, T, D)
+            if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
+                dq = dq * self.cos - _rotate_pairs(dq * self.sin)
+                dk = dk * self.cos - _rotate_pairs(dk * self.sin)
+            dqkv[rows, :, 0] = dq.transpose(0, 2, 1, 3)  # (b, T, H, D)
+            dqkv[rows, :, 1] = dk.transpose(0, 2, 1, 3)
         return (dqkv.reshape(b, t, 3 * h * d),)  # (B, T, 3C)
 
 
@@ -155,6 +185,15 @@ class Rotary(Function):
 
     def backward(self, g: Array) -> tuple[Array]:
         return (g * self.cos - _rotate_pairs(g * self.sin),)
+
+
+def _transposed(x: Array) -> Array:
+    """x^T over the last two axes, as a contiguous copy: the per-head products q k^T and gy v^T
+    then run as plain (no-transpose) GEMMs. With k^T as a strided view, OpenBLAS took 3.4x as
+    long for B8 H8 T128 D32 on 2 threads (2.2 ms against 0.65 ms, plus 0.22 ms for the copy)."""
+    out = array_module(x).empty(x.shape[:-2] + (x.shape[-1], x.shape[-2]), dtype=x.dtype)
+    out[...] = x.swapaxes(-1, -2)
+    return out
 
 
 def _rotate_pairs(x: Array) -> Array:
