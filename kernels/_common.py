@@ -22,6 +22,13 @@ OpenMP team (passive wait, see helpers.apply_thread_env) costs 20-40 us, what on
 for ~250k elements of a one-pass kernel: the MLP's (128, 512) activations stay serial, its Adam
 update over 400k parameters goes parallel."""
 
+PARALLEL_MIN_ONE_PASS = 1 << 20
+"""The same for kernels that only stream their arrays once (relu, the tanh/sigmoid backwards, the
+bias-gradient row sum, a bias add): one thread streams ~1M float32 elements in the time the wake
+costs (2 threads, measured: relu 46 us on one thread against 60 us on two at 512k elements,
+90 against 95 at 1M, 243 against 151 at 2M; the row sum of a (1024, 384) gradient 27 against
+83 us)."""
+
 PARALLEL_MIN_HEAVY = 1 << 12
 """The same for kernels that call exp/tanh per element (tens of cycles each)."""
 

@@ -14,7 +14,13 @@ import numpy as np
 from numba import njit, prange
 
 from tinygrad_lab.kernels import _common
-from tinygrad_lab.kernels._common import F32, F64, PARALLEL_MIN, PARALLEL_MIN_HEAVY, is_float
+from tinygrad_lab.kernels._common import (
+    F32,
+    F64,
+    PARALLEL_MIN_HEAVY,
+    PARALLEL_MIN_ONE_PASS,
+    is_float,
+)
 from tinygrad_lab.kernels._math import exp, tanh
 
 GELU_K = float(np.sqrt(2.0 / np.pi))  # the reference's constant, sqrt(2/pi)
@@ -42,10 +48,19 @@ def _gelu_inner(v):
     return type(v)(GELU_K) * (v + type(v)(GELU_C) * (v * v * v))
 
 
+@njit(cache=True, error_model="numpy")
+def _gelu_gate(v):
+    # 0.5 (1 + tanh(u)) written as sigmoid(2u) = 1 / (1 + exp(-2u)): one exp and one division,
+    # no tanh (whose two branches a vector loop must both compute), and no cancellation in
+    # 1 + tanh(u) for large negative u. exp overflows to inf there: the gate is then 0.
+    one = type(v)(1)
+    return one / (one + exp(type(v)(-2) * _gelu_inner(v)))
+
+
 # --- relu ---------------------------------------------------------------------------------------
 @njit(parallel=True, cache=True, error_model="numpy")
 def _relu_forward(x, y):  # x (N,) -> y (N,)
-    if x.size < PARALLEL_MIN:
+    if x.size < PARALLEL_MIN_ONE_PASS:
         for i in range(x.size):
             y[i] = _relu(x[i])
     else:
@@ -56,7 +71,7 @@ def _relu_forward(x, y):  # x (N,) -> y (N,)
 @njit(parallel=True, cache=True, error_model="numpy")
 def _relu_backward(g, y, dx):  # g (N,), y (N,) -> dx (N,)
     one, zero = g.dtype.type(1), g.dtype.type(0)
-    if g.size < PARALLEL_MIN:
+    if g.size < PARALLEL_MIN_ONE_PASS:
         for i in range(g.size):
             dx[i] = g[i] * (one if y[i] > 0 else zero)  # g * mask: inf * 0 is NaN, as NumPy
     else:
@@ -91,7 +106,7 @@ def relu_backward(g: Any, y: Any) -> Any:
 @njit(parallel=True, cache=True, error_model="numpy")
 def _tanh_backward(g, y, dx):  # g (N,), y (N,) -> dx (N,)
     one = g.dtype.type(1)
-    if g.size < PARALLEL_MIN:
+    if g.size < PARALLEL_MIN_ONE_PASS:
         for i in range(g.size):
             dx[i] = g[i] * (one - y[i] * y[i])
     else:
@@ -124,7 +139,7 @@ def _sigmoid_forward(x, y):  # x (N,) -> y (N,)
 @njit(parallel=True, cache=True, error_model="numpy")
 def _sigmoid_backward(g, y, dx):  # g (N,), y (N,) -> dx (N,)
     one = g.dtype.type(1)
-    if g.size < PARALLEL_MIN:
+    if g.size < PARALLEL_MIN_ONE_PASS:
         for i in range(g.size):
             dx[i] = g[i] * y[i] * (one - y[i])
     else:
@@ -155,22 +170,22 @@ def sigmoid_backward(g: Any, y: Any) -> Any:
 # --- gelu (tanh approximation) ------------------------------------------------------------------
 @njit(parallel=True, cache=True, error_model="numpy")
 def _gelu_forward(x, y):  # x (N,) -> y (N,)
-    half, one = x.dtype.type(0.5), x.dtype.type(1)
     if x.size < PARALLEL_MIN_HEAVY:
         for i in range(x.size):
-            y[i] = half * x[i] * (one + tanh(_gelu_inner(x[i])))
+            y[i] = x[i] * _gelu_gate(x[i])
     else:
         for i in prange(x.size):
-            y[i] = half * x[i] * (one + tanh(_gelu_inner(x[i])))
+            y[i] = x[i] * _gelu_gate(x[i])
 
 
 @njit(cache=True, error_model="numpy")
 def _gelu_grad(g, v):
-    # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
-    half, one = type(v)(0.5), type(v)(1)
-    t = tanh(_gelu_inner(v))
-    dt = (one - t * t) * type(v)(GELU_K) * (one + type(v)(3 * GELU_C) * v * v)
-    return g * (half * (one + t) + half * v * dt)
+    # with s = sigmoid(2u) = 0.5 (1 + tanh(u)): d/dx [x s] = s + x s (1 - s) 2 u',
+    # u' = k (1 + 3 c x^2); the same as 0.5 (1 + t) + 0.5 x (1 - t^2) u'
+    one = type(v)(1)
+    s = _gelu_gate(v)
+    du2 = type(v)(2 * GELU_K) * (one + type(v)(3 * GELU_C) * v * v)
+    return g * (s + v * s * (one - s) * du2)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -274,7 +289,7 @@ def _bias_act_row(row, b, has_bias, act):  # row (O,) in place, b (O,)
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _bias_act(y, b, has_bias, act):  # y (R, O) in place, b (O,) (ignored unless has_bias)
-    limit = PARALLEL_MIN if act <= 1 else PARALLEL_MIN_HEAVY
+    limit = PARALLEL_MIN_ONE_PASS if act <= 1 else PARALLEL_MIN_HEAVY
     if y.size < limit or y.shape[0] == 1:
         for r in range(y.shape[0]):
             _bias_act_row(y[r], b, has_bias, act)

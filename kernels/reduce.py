@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from tinygrad_lab.kernels._common import PARALLEL_MIN, is_float
+from tinygrad_lab.kernels._common import PARALLEL_MIN_ONE_PASS, is_float
 
 ROW_CHUNKS = 8  # partial rows: enough to balance a few threads, few enough that adding them is free
 
@@ -34,7 +34,7 @@ def _sum_rows(g):  # g (N, O) -> (O,)
     n, out_features = g.shape
     out = np.empty(out_features, g.dtype)
     chunks = min(ROW_CHUNKS, n // 2)
-    if g.size < PARALLEL_MIN or chunks < 2:
+    if g.size < PARALLEL_MIN_ONE_PASS or chunks < 2:
         _sum_rows_into(g, 0, n, out)
         return out
     partial = np.empty((chunks, out_features), g.dtype)  # (chunks, O)
