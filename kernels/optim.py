@@ -406,6 +406,34 @@ def adamw_multi_step(params: list[Any], grads: list[Any], ms: list[Any], vs: lis
                             True)
 
 
+# --- the squared global norm of many gradients (clip_grad_norm_) ---------------------------------
+@njit(fastmath={"reassoc", "contract"}, cache=True, error_model="numpy")
+def _squares(x):  # x (N,) -> sum of x**2 in float64
+    # reassociation lets LLVM keep vector partial sums (4x faster than one running sum); no other
+    # fast-math flag, so a nan or inf gradient still makes the norm nan or inf
+    total = 0.0
+    for i in range(x.size):
+        v = np.float64(x[i])
+        total += v * v
+    return total
+
+
+def sum_of_squares(arrays: list[Any]) -> Any:
+    """sum(x**2) over every array, accumulated in float64: a 0-d float64 array. Arrays of one
+    float dtype, each C-contiguous (others: the reference). One thread, one array after another:
+    a GPT's 53 gradients (818k float32) take 65 us, against 280 us for one threaded pass over
+    an address table (reading 53 addresses alone costs 50 us)."""
+    if not arrays:
+        return NotImplemented
+    dt = arrays[0].dtype
+    if not is_float(dt) or any(a.dtype is not dt or not a.flags.c_contiguous for a in arrays):
+        return NotImplemented
+    total = 0.0
+    for a in arrays:
+        total += _squares(a.reshape(-1))
+    return np.asarray(total, dtype=np.float64)
+
+
 # --- the kernels this module registers, each with small warm-up arguments -----------------------
 def _example(dtype: Any, n: int = 2) -> list[Any]:
     """A parameter, its gradient, and n - 2 zeroed state arrays, all (32,)."""
@@ -424,6 +452,7 @@ KERNELS = {
                                    [1]),
     "adamw_multi_step": lambda dt: (*([a] for a in _example(dt, 4)), 1e-3, 0.9, 0.999, 1e-8,
                                     0.01, [1]),
+    "sum_of_squares": lambda dt: (_example(dt, 3),),
 }
 """name -> (dtype -> arguments of one small call; fresh, the steps work in place): see
 kernels/README.md."""

@@ -163,3 +163,59 @@ def test_optimizer_step_same_with_and_without_kernels(cls: type) -> None:
     assert len(shapes) - 2 >= kernels.MULTI_MIN_TENSORS  # the second group takes the table
     for a, b in zip(run(True), run(False)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# --- sum_of_squares: the squared global norm that clip_grad_norm_ takes -------------------------
+@settings(max_examples=30)
+@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=8),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_sum_of_squares_matches_the_reference(sizes, dtype, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [(rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(dtype) for n in sizes]
+    got = kernels.sum_of_squares(arrays)
+    want = REFERENCES["sum_of_squares"](arrays)
+    assert got.dtype == np.float64 and got.shape == ()
+    np.testing.assert_allclose(got, want, rtol=1e-12)  # float64 sums in another order
+
+
+def test_sum_of_squares_large_non_finite_and_what_it_declines():
+    rng = np.random.default_rng(0)
+    big = [rng.standard_normal(n).astype(np.float32) for n in (300_000, 5, 1 << 17)]
+    np.testing.assert_allclose(kernels.sum_of_squares(big), REFERENCES["sum_of_squares"](big),
+                               rtol=1e-12)
+    strided = rng.standard_normal((4, 6))[:, ::2]
+    assert kernels.sum_of_squares([strided]) is NotImplemented
+    assert kernels.sum_of_squares([big[1], big[1].astype(np.float64)]) is NotImplemented
+    assert kernels.sum_of_squares([np.arange(3)]) is NotImplemented  # integers
+    for bad, want in ((np.nan, np.isnan), (np.inf, np.isinf)):  # reassociation keeps them
+        x = np.ones(1000, np.float32)
+        x[517] = bad
+        assert want(kernels.sum_of_squares([big[1], x]))
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping, and nothing to clip
+def test_clip_grad_norm_with_kernels_equals_the_reference_and_scales_in_place(max_norm):
+    rng = np.random.default_rng(1)
+
+    def clipped(kernels_on: bool) -> tuple[float, list[np.ndarray], bool]:
+        params = [tl.Tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+                  for s in ((40, 30), (30,), (7,))]
+        grads = [np.random.default_rng(i).standard_normal(p.shape).astype(np.float32)
+                 for i, p in enumerate(params)]
+        for p, g in zip(params, grads):
+            p.grad = tl.Tensor(g)
+        arrays = [p.grad.data for p in params]
+        with tl.use_kernels() if kernels_on else tl.reference():
+            norm = optim.clip_grad_norm_(params, max_norm).item()
+        same = all(p.grad.data is a for p, a in zip(params, arrays))  # torch's mul_: in place
+        return norm, [p.grad.numpy() for p in params], same
+
+    (n1, g1, same1), (n2, g2, same2) = clipped(True), clipped(False)
+    assert same1 and same2
+    np.testing.assert_allclose(n1, n2, rtol=1e-6)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+    if max_norm > n1:  # a factor of exactly 1: every bit as it was
+        for i, a in enumerate(g1):
+            want = np.random.default_rng(i).standard_normal(a.shape).astype(np.float32)
+            np.testing.assert_array_equal(a, want)

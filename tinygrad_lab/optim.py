@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from tinygrad_lab import function
 from tinygrad_lab.backends import Array, array_module, reference_function
 from tinygrad_lab.tensor import Tensor
@@ -393,6 +395,12 @@ def clip_grad_norm_(params: Tensor | Iterable[Tensor], max_norm: float,
                             where._backend, where.device, False)
     first = grads[0]
     xp = first._backend.xp
+    if p_norm == 2 and all(g._backend is first._backend for g in grads):
+        # one fused pass over every gradient (float64 sums), then the same clamped coefficient
+        total = first._backend.call("sum_of_squares", [g.data for g in grads]) ** 0.5
+        _scale_grads(grads, xp.minimum(max_norm / (total + 1e-6), 1.0))
+        return Tensor._wrap(first._backend.asarray(total.astype(first.dtype)), first._backend,
+                            first.device, False)
     parts = []
     for g in grads:
         gxp = g._backend.xp
@@ -409,14 +417,38 @@ def clip_grad_norm_(params: Tensor | Iterable[Tensor], max_norm: float,
         parts.append(part)
     stacked = xp.stack(parts)  # (number of gradients,) float64, on the first device
     total = xp.max(stacked) if math.isinf(p_norm) else xp.sum(stacked) ** (1.0 / p_norm)
-    coef = xp.minimum(max_norm / (total + 1e-6), 1.0)  # 0-d, float64
-    for g in grads:
-        g.data = g.data * (coef if g.device == first.device else
-                           g._backend.asarray(first._backend.to_numpy(coef))).astype(g.dtype)
-        if function._memory is not None:
-            function._memory.add(g.data, "gradients", g._device)
+    _scale_grads(grads, xp.minimum(max_norm / (total + 1e-6), 1.0))  # 0-d, float64
     total = first._backend.asarray(total.astype(first.dtype))  # a 0-d array (NumPy: no scalar)
     return Tensor._wrap(total, first._backend, first.device, False)
+
+
+def _scale_grads(grads: list[Tensor], coef: Array) -> None:
+    """Multiply every gradient by the 0-d float64 `coef` (on the first gradient's device), in
+    place where a gradient owns a writable host array, as torch's `mul_` does. On the host the
+    coefficient is read for free, and a factor of exactly 1 (nothing to clip) is skipped: the
+    product would leave every bit as it is."""
+    first = grads[0]
+    if first._backend.xp is np and float(coef) >= 1.0:
+        return
+    for g in grads:
+        factor = coef if g.device == first.device else g._backend.asarray(
+            first._backend.to_numpy(coef))
+        data = g.data
+        if isinstance(data, np.ndarray) and data.flags.writeable and data.base is None:
+            np.multiply(data, factor, out=data, casting="same_kind")
+            continue
+        g.data = (data * factor).astype(g.dtype)
+        if function._memory is not None:
+            function._memory.add(g.data, "gradients", g._device)
+
+
+@reference_function("sum_of_squares")
+def sum_of_squares(arrays: list[Array]) -> Array:
+    """The sum of every element squared over all `arrays` (one device), as a 0-d float64 array:
+    the squared global 2-norm that gradient clipping takes."""
+    xp = array_module(arrays[0])
+    parts = [xp.sum(xp.square(a.astype(xp.float64))) for a in arrays]
+    return xp.sum(xp.stack(parts)) if parts else xp.zeros((), xp.float64)
 
 
 # --- reference updates: in place, the definition the kernels are checked against -------------
