@@ -337,12 +337,13 @@ def test_attention_in_batch_chunks_matches_the_whole_batch(monkeypatch, mask_sha
     calls: list[int] = []
     chunks = A.QKVAttention._chunks
 
-    def counted(self, *args):
-        out = chunks(self, *args)
+    def counted(self, *args, **kw):
+        out = chunks(self, *args, **kw)
         calls.append(len(out))
         return out
 
     monkeypatch.setattr(A.QKVAttention, "_chunks", counted)
+    monkeypatch.setattr(A.helpers, "num_threads", lambda: 1)  # chunks by size alone
 
     def run() -> list[np.ndarray]:
         tl.manual_seed(0)
@@ -359,6 +360,49 @@ def test_attention_in_batch_chunks_matches_the_whole_batch(monkeypatch, mask_sha
     for got, want in zip(run(), whole, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     assert set(calls) == {3}
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_attention_chunks_on_threads_match_one_thread_and_keep_the_kernel_switch(monkeypatch,
+                                                                                  threads):
+    """On the CPU with n threads attention runs n batch chunks at once (a pool): the outputs and
+    gradients are those of one thread, and each worker runs with the caller's kernel switch."""
+    import threading
+
+    from tinygrad_lab.ops import attention as A
+
+    rng = np.random.default_rng(3)
+    x, seed = rng.standard_normal((5, 6, 12)), rng.standard_normal((5, 6, 12))
+    mask = rng.random((5, 1, 6, 6)) > 0.2
+    seen: list[tuple[str, bool]] = []
+    weights = A.QKVAttention._weights
+
+    def recorded(self, *args):
+        seen.append((threading.current_thread().name, tl.helpers.kernels_enabled()))
+        return weights(self, *args)
+
+    monkeypatch.setattr(A.QKVAttention, "_weights", recorded)
+
+    def run(n: int, kernels: bool) -> list[np.ndarray]:
+        monkeypatch.setattr(A.helpers, "num_threads", lambda: n)
+        tl.manual_seed(0)
+        mha = nn.MultiHeadAttention(12, 2, causal=True, rope=True, dtype=np.float64)
+        xt = Tensor(x, requires_grad=True)
+        with tl.use_kernels() if kernels else tl.reference():
+            out = mha(xt, mask=mask)
+            out.backward(seed)
+        return [out.numpy(), xt.grad.numpy(), *[p.grad.numpy() for p in mha.parameters()]]
+
+    for kernels in (True, False):
+        one = run(1, kernels)
+        assert all(name == threading.current_thread().name for name, _ in seen)
+        seen.clear()
+        many = run(threads, kernels)
+        assert {name.split("_")[0] for name, _ in seen} == {"attention"}  # the pool's workers
+        assert {on for _, on in seen} == {kernels}
+        seen.clear()
+        for got, want in zip(many, one, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
 def _copy_into_torch(ours: nn.MultiHeadAttention, theirs: Any) -> None:

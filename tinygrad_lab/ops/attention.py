@@ -10,10 +10,14 @@ no key left (fully masked) gives zeros, not NaN, and passes no gradient.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from tinygrad_lab import helpers
 from tinygrad_lab.backends import Array, array_module, reference_function
 from tinygrad_lab.flops import Shape, numel
 from tinygrad_lab.function import Function
@@ -113,18 +117,37 @@ class QKVAttention(Function):
             k = k * self.cos + _rotate_pairs(k) * self.sin
         self.save(q, k, v)
         y = self.xp.empty((b, t, h, d), dtype=qkv.dtype)
-        for rows in self._chunks(b, t, k.shape[-2], qkv.dtype):
+
+        def rows_forward(rows: slice) -> None:
             p = self._weights(q[rows], k[rows], self._mask_of(rows))
             y[rows] = (p @ v[rows]).transpose(0, 2, 1, 3)
+
+        self._each_chunk(rows_forward, b, t, k.shape[-2], qkv.dtype)
         return y.reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
 
-    def _chunks(self, b: int, t: int, s: int, dtype: Any) -> list[slice]:
+    def _chunks(self, b: int, t: int, s: int, dtype: Any, pieces: int = 1) -> list[slice]:
         """Slices of the batch whose (H, T, S) score arrays take about CHUNK_BYTES together, so
         each chunk's scores, weights and their gradients stay in cache from one product to the
-        next. Sized per sample, never by B (the memory estimate's probes stay affine in B)."""
+        next, and at least `pieces` of them when the batch has that many samples."""
         per_sample = self.num_heads * t * s * np.dtype(dtype).itemsize
-        step = max(1, CHUNK_BYTES // max(per_sample, 1))
+        step = max(1, min(CHUNK_BYTES // max(per_sample, 1), -(-b // pieces)))
         return [slice(i, min(i + step, b)) for i in range(0, b, step)]
+
+    def _each_chunk(self, work: Callable[[slice], None], b: int, t: int, s: int,
+                    dtype: Any) -> None:
+        """work(rows) for every chunk of the batch. On the CPU with n > 1 threads, n chunks run
+        at once: each head's products are too small for BLAS to split them among threads (it
+        runs them on one), so the threads take whole chunks instead (the mini-GPT's attention
+        backward 1.4 -> 1.0 ms on 2 threads). Chunks write disjoint rows, and no result depends
+        on how the batch was cut."""
+        threads = helpers.num_threads() if self.xp is np else 1
+        chunks = self._chunks(b, t, s, dtype, pieces=threads)
+        if threads < 2 or len(chunks) < 2:
+            for rows in chunks:
+                work(rows)
+            return
+        context = contextvars.copy_context()  # the kernel switch, grad mode: this thread's
+        list(_pool(threads).map(lambda rows: context.copy().run(work, rows), chunks))
 
     def _mask_of(self, rows: slice) -> Array | None:
         """The mask for a chunk of the batch: cut along B when it has a batch axis of its own
@@ -149,7 +172,8 @@ class QKVAttention(Function):
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
         dqkv = self.xp.empty((b, t, 3, h, d), dtype=g.dtype)
         self.workspace(dqkv)
-        for rows in self._chunks(b, t, k.shape[-2], g.dtype):
+
+        def rows_backward(rows: slice) -> None:
             qc, kc, vc, gc = q[rows], k[rows], v[rows], gy[rows]
             p = self._weights(qc, kc, self._mask_of(rows))  # recomputed: the forward's, bit for bit
             dqkv[rows, :, 2] = (p.swapaxes(-1, -2) @ gc).transpose(0, 2, 1, 3)  # dv
@@ -165,6 +189,8 @@ class QKVAttention(Function):
                 dk = dk * self.cos - _rotate_pairs(dk * self.sin)
             dqkv[rows, :, 0] = dq.transpose(0, 2, 1, 3)  # (b, T, H, D)
             dqkv[rows, :, 1] = dk.transpose(0, 2, 1, 3)
+
+        self._each_chunk(rows_backward, b, t, k.shape[-2], g.dtype)
         return (dqkv.reshape(b, t, 3 * h * d),)  # (B, T, 3C)
 
 
@@ -185,6 +211,17 @@ class Rotary(Function):
 
     def backward(self, g: Array) -> tuple[Array]:
         return (g * self.cos - _rotate_pairs(g * self.sin),)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of `threads` workers for attention's batch chunks, made once per count."""
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="attention")
+    return pool
 
 
 def _transposed(x: Array) -> Array:
