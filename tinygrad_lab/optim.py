@@ -433,11 +433,12 @@ def _scale_grads(grads: list[Tensor], coef: Array) -> None:
     for g in grads:
         factor = coef if g.device == first.device else g._backend.asarray(
             first._backend.to_numpy(coef))
+        factor = factor.astype(g.dtype)  # the product in the gradient's own type, as torch's
         data = g.data
         if isinstance(data, np.ndarray) and data.flags.writeable and data.base is None:
-            np.multiply(data, factor, out=data, casting="same_kind")
+            np.multiply(data, factor, out=data)
             continue
-        g.data = (data * factor).astype(g.dtype)
+        g.data = data * factor
         if function._memory is not None:
             function._memory.add(g.data, "gradients", g._device)
 
