@@ -55,10 +55,12 @@ def _row_grad_sums(g, x, w, r, m, rs):  # -> (sum dxhat, sum dxhat * xhat), dxha
 @njit(cache=True, error_model="numpy")
 def _layer_norm_row(x, w, b, eps, y, mean, rstd, r):  # x (R, C) -> y (R, C), mean, rstd (R,)
     c = x.shape[1]
+    t = x.dtype.type
     m = _row_sum(x, r) / c
     rs = 1.0 / math.sqrt(_row_centred_squares(x, r, m) / c + eps)
-    for j in range(c):
-        y[r, j] = (x[r, j] - m) * rs * w[j] + b[j]
+    m_, rs_ = t(m), t(rs)  # the sums in float64, the per-element maths in x's type (twice the
+    for j in range(c):    # SIMD lanes of float64 for float32 rows)
+        y[r, j] = (x[r, j] - m_) * rs_ * w[j] + b[j]
     mean[r] = m
     rstd[r] = rs
 
@@ -81,15 +83,16 @@ def _layer_norm_backward_rows(g, x, w, mean, rstd, lo, hi, dx, dw, db):
     for j in range(c):
         dw[j] = 0.0
         db[j] = 0.0
+    t = x.dtype.type
     for r in range(lo, hi):
         m, rs = np.float64(mean[r]), np.float64(rstd[r])
         a, k = _row_grad_sums(g, x, w, r, m, rs)
-        a, k = a / c, k / c
+        m_, rs_, a_, k_ = t(m), t(rs), t(a / c), t(k / c)  # per element in x's type
         for j in range(c):
-            xhat = (x[r, j] - m) * rs
-            dw[j] += g[r, j] * xhat
+            xhat = (x[r, j] - m_) * rs_
+            dw[j] += g[r, j] * xhat  # the column sums stay float64
             db[j] += g[r, j]
-            dx[r, j] = rs * (g[r, j] * w[j] - a - xhat * k)
+            dx[r, j] = rs_ * (g[r, j] * w[j] - a_ - xhat * k_)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
