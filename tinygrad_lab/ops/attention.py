@@ -117,10 +117,11 @@ class QKVAttention(Function):
             k = k * self.cos + _rotate_pairs(k) * self.sin
         self.save(q, k, v)
         y = self.xp.empty((b, t, h, d), dtype=qkv.dtype)
+        heads_y = y.transpose(0, 2, 1, 3)  # (B, H, T, D) view: each head's rows a BLAS matrix
 
         def rows_forward(rows: slice) -> None:
             p = self._weights(q[rows], k[rows], self._mask_of(rows))
-            y[rows] = (p @ v[rows]).transpose(0, 2, 1, 3)
+            self.xp.matmul(p, v[rows], out=heads_y[rows])  # straight into (B, T, H, D)
 
         self._each_chunk(rows_forward, b, t, k.shape[-2], qkv.dtype)
         return y.reshape(b, t, h * d)  # (B, T, H, D) -> (B, T, C)
@@ -172,23 +173,26 @@ class QKVAttention(Function):
         gy = g.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # (B, H, T, D) view
         dqkv = self.xp.empty((b, t, 3, h, d), dtype=g.dtype)
         self.workspace(dqkv)
+        dq_, dk_, dv_ = dqkv.transpose(2, 0, 3, 1, 4)  # (B, H, T, D) views, written in place
+        xp = self.xp
 
         def rows_backward(rows: slice) -> None:
             qc, kc, vc, gc = q[rows], k[rows], v[rows], gy[rows]
             p = self._weights(qc, kc, self._mask_of(rows))  # recomputed: the forward's, bit for bit
-            dqkv[rows, :, 2] = (p.swapaxes(-1, -2) @ gc).transpose(0, 2, 1, 3)  # dv
+            xp.matmul(p.swapaxes(-1, -2), gc, out=dv_[rows])  # dv = P^T gy
             dp = gc @ _transposed(vc)  # (b, H, T, T)
             self.workspace(dp)
             ds = self.call("masked_softmax_backward", dp, p, 1.0 / float(np.sqrt(d)))
             self.workspace(ds)
             del p, dp
-            dq = ds @ kc  # (b, H, T, D)
-            dk = ds.swapaxes(-1, -2) @ qc  # (b, H, T, D)
-            if self.cos is not None:  # rotation transposed: g * cos - rot(g * sin)
-                dq = dq * self.cos - _rotate_pairs(dq * self.sin)
-                dk = dk * self.cos - _rotate_pairs(dk * self.sin)
-            dqkv[rows, :, 0] = dq.transpose(0, 2, 1, 3)  # (b, T, H, D)
-            dqkv[rows, :, 1] = dk.transpose(0, 2, 1, 3)
+            if self.cos is None:
+                xp.matmul(ds, kc, out=dq_[rows])  # dq = dS k
+                xp.matmul(ds.swapaxes(-1, -2), qc, out=dk_[rows])  # dk = dS^T q
+                return
+            dq = ds @ kc  # rotation transposed: g * cos - rot(g * sin)
+            dk = ds.swapaxes(-1, -2) @ qc
+            dq_[rows] = dq * self.cos - _rotate_pairs(dq * self.sin)
+            dk_[rows] = dk * self.cos - _rotate_pairs(dk * self.sin)
 
         self._each_chunk(rows_backward, b, t, k.shape[-2], g.dtype)
         return (dqkv.reshape(b, t, 3 * h * d),)  # (B, T, 3C)
