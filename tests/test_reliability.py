@@ -289,6 +289,21 @@ def test_num_threads_honours_the_environment(var: str, monkeypatch: pytest.Monke
     assert done.stdout.split() == ["1", "1", "1"], done.stdout
 
 
+def test_thread_pool_waiting_defaults_and_what_the_user_set_wins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """import tinygrad_lab makes idle OpenMP threads sleep after a short spin and OpenBLAS's
+    spin briefly (helpers.apply_thread_env), unless the user chose otherwise."""
+    names = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    code = f"import os, tinygrad_lab; print(*(os.environ.get(n) for n in {names!r}))"
+    done = _python(code, {})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["PASSIVE", "3000", "4"]
+    done = _python(code, {"GOMP_SPINCOUNT": "0", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert done.stdout.split() == ["ACTIVE", "0", "4"]
+
+
 @pytest.mark.skipif(helpers.available_cores() < 2, reason="needs 2 cores")
 def test_smaller_numba_pool_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TINYGRAD_LAB_THREADS", raising=False)
