@@ -224,8 +224,20 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     """A pool of `threads` workers for attention's batch chunks, made once per count."""
     pool = _POOLS.get(threads)
     if pool is None:
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="attention")
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="attention",
+                                                    initializer=_one_kernel_thread)
     return pool
+
+
+def _one_kernel_thread() -> None:
+    """In a chunk worker, Numba kernels run on the worker's own thread (Numba's thread count is
+    per calling thread): the chunks are the parallelism, and a kernel's own team would wake
+    more threads than there are cores."""
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(1)
 
 
 def _transposed(x: Array) -> Array:
