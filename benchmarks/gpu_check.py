@@ -41,6 +41,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # a checkout on a fresh GPU machine may not be installed, or its install may not import
+    import tinygrad_lab  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 SECTIONS = {
     "correctness": "a. correctness against the CPU",
     "hardware": "b. copy bandwidth and GEMM rates",

@@ -74,3 +74,21 @@ def test_a_spent_budget_skips_the_rest(tmp_path: Path) -> None:
 def test_bad_arguments_exit_2_naming_the_argument(args: list[str], message: str) -> None:
     done = _run(*(["somewhere"] if args else []), *args, timeout=60)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_runs_from_a_checkout_that_is_not_importable_as_installed(tmp_path: Path) -> None:
+    """With the install's import finder gone (as on a fresh GPU machine whose pip installed for
+    another interpreter), the script still finds the checkout's tinygrad_lab and its kernels."""
+    code = (
+        "import runpy, sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path  # the install's finder is a class\n"
+        "                    if 'editable' not in getattr(f, '__module__', '')]\n"
+        f"sys.argv = [{str(SCRIPT)!r}, {str(tmp_path / 'out')!r}, '--device', 'standin',\n"
+        "            '--sections', 'correctness']\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["counts"]["fail"] == 0 and report["counts"]["pass"] > 0

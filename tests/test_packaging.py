@@ -224,7 +224,8 @@ def test_a_checkout_without_its_install_still_finds_the_kernels(tmp_path):
     root = Path(__file__).resolve().parents[1]
     code = (
         "import sys\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path  # the install's finder is a class\n"
+        "                    if 'editable' not in getattr(f, '__module__', '')]\n"
         f"sys.path.insert(0, {str(root)!r})\n"
         "import tinygrad_lab.kernels.cuda._common as c, tinygrad_lab.kernels as k\n"
         "print(k.__file__, c.__file__)\n"
