@@ -550,3 +550,29 @@ def test_sample_is_seeded_and_crops_to_the_block_size(checkpoint, capsys):
     first = _sample(checkpoint, 3, capsys)  # 51 characters through a 16-character context
     assert len(first) == 51 and first == _sample(checkpoint, 3, capsys)
     assert _sample(checkpoint, 4, capsys) != first
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_attention_threads_work_in_a_forked_child(monkeypatch):
+    """A child forked after the pool exists has none of its threads: it makes its own. (Sizes
+    this small keep every kernel on its serial branch: GNU OpenMP itself is not fork-safe.)"""
+    import os
+
+    from tinygrad_lab.ops import attention as A
+
+    monkeypatch.setattr(A.helpers, "num_threads", lambda: 2)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 5, 12)))
+    mha = nn.MultiHeadAttention(12, 2, causal=True, dtype=np.float64)
+    want = mha(x).numpy()  # the parent's pool now exists
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when its attention ran and matched
+        import signal
+
+        signal.alarm(60)  # a pool whose threads stayed in the parent would wait forever
+        ok = False
+        try:
+            ok = bool(np.allclose(mha(x).numpy(), want))
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

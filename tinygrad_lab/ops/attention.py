@@ -11,6 +11,7 @@ no key left (fully masked) gives zeros, not NaN, and passes no gradient.
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -147,7 +148,7 @@ class QKVAttention(Function):
             for rows in chunks:
                 work(rows)
             return
-        context = contextvars.copy_context()  # the kernel switch, grad mode: this thread's
+        context = contextvars.copy_context()  # this thread's kernel switch, for every worker
         list(_pool(threads).map(lambda rows: context.copy().run(work, rows), chunks))
 
     def _mask_of(self, rows: slice) -> Array | None:
@@ -217,15 +218,17 @@ class Rotary(Function):
         return (g * self.cos - _rotate_pairs(g * self.sin),)
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of `threads` workers for attention's batch chunks, made once per count."""
-    pool = _POOLS.get(threads)
+    """A pool of `threads` workers for attention's batch chunks, made once per count and per
+    process (a forked child has none of its parent's threads: it makes its own pool)."""
+    key = (os.getpid(), threads)
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="attention",
-                                                    initializer=_one_kernel_thread)
+        pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="attention",
+                                                initializer=_one_kernel_thread)
     return pool
 
 
