@@ -294,14 +294,54 @@ def _maxpool_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
             idx[U(out + t * ow + u)] = at
 
 
+@njit(cache=True, error_model="numpy")
+def _maxpool_plane_2x2(x, y, idx, p, h, w, oh, ow):
+    # the usual pooling (2x2 windows, stride 2, no padding) of plane p: every window whole, so
+    # no bounds per output; the same selects and NaN rule as _maxpool_plane, in window order
+    src, out = p * h * w, p * oh * ow
+    for t in range(oh):
+        top = U(src + 2 * t * w)
+        row = U(out + t * ow)
+        for u in range(ow):
+            at = U(2 * t * w + 2 * u)
+            a = top + U(2 * u)
+            best, v1, v2, v3 = x[a], x[a + U(1)], x[a + U(w)], x[a + U(w + 1)]
+            nan = (best != best) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+            better = v1 > best
+            best = v1 if better else best
+            at = at + U(1) if better else at
+            better = v2 > best
+            best = v2 if better else best
+            at = U(2 * t * w + w + 2 * u) if better else at
+            better = v3 > best
+            best = v3 if better else best
+            at = U(2 * t * w + w + 2 * u + 1) if better else at
+            if nan:  # rare: the first NaN in window order wins, as in np.argmax
+                for k in (U(0), U(1), U(w), U(w + 1)):
+                    if x[a + k] != x[a + k]:
+                        best = x[a + k]
+                        at = U(2 * t * w + 2 * u) + k
+                        break
+            y[row + U(u)] = best
+            idx[row + U(u)] = at
+
+
+@njit(cache=True, error_model="numpy")
+def _maxpool_any_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:
+        _maxpool_plane_2x2(x, y, idx, p, h, w, oh, ow)
+    else:
+        _maxpool_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _maxpool_forward(x, y, idx, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     if x.size < PARALLEL_MIN or planes == 1:
         for p in range(planes):
-            _maxpool_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+            _maxpool_any_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
     else:
         for p in prange(planes):
-            _maxpool_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+            _maxpool_any_plane(x, y, idx, p, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
 @njit(cache=True, error_model="numpy")

@@ -425,6 +425,33 @@ def test_maxpool_kernel_nan_and_minus_inf_windows_match_reference():
         np.testing.assert_array_equal(idx, idx_ref)
 
 
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16),
+       ties=st.booleans(), nans=st.booleans())
+def test_maxpool_2x2_stride_2_path_matches_reference(n, c, h, w, dtype, seed, ties, nans):
+    """The kernel's own path for 2x2 windows at stride 2 without padding: odd sizes (a last
+    row/column no window covers), ties (the first maximum wins), NaN (the first NaN wins)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (n, c, h, w)) if ties else rng.standard_normal((n, c, h, w))
+    x = x.astype(dtype)
+    if nans:
+        x[rng.random(x.shape) < 0.2] = np.nan
+    with tl.use_kernels():
+        y, idx = kernel("maxpool2d_forward")(x, (2, 2), (2, 2), (0, 0))
+    y_ref, idx_ref = REFERENCES["maxpool2d_forward"](x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+
+
+def test_maxpool_2x2_stride_2_path_parallel_branch():
+    x = np.random.default_rng(0).standard_normal((16, 32, 27, 26)).astype(np.float32)
+    with tl.use_kernels():
+        y, idx = kernel("maxpool2d_forward")(x, (2, 2), (2, 2), (0, 0))
+    y_ref, idx_ref = REFERENCES["maxpool2d_forward"](x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+
+
 @given(case=conv_cases())
 def test_im2col_kernel_matches_reference_on_drawn_problems(case):
     x, w = case["x"], case["w"]
