@@ -576,3 +576,27 @@ def test_attention_threads_work_in_a_forked_child(monkeypatch):
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_attention_on_a_device_takes_the_whole_batch_at_once(monkeypatch):
+    """Chunks are about the CPU's caches: a device (here the stand-in, CuPy's code path) runs
+    each product once over the whole batch, forward and backward."""
+    from tinygrad_lab.ops import attention as A
+    from tinygrad_lab.testing import standin
+
+    standin.register()
+    monkeypatch.setattr(A, "CHUNK_BYTES", 1)  # on the CPU: one sample per chunk
+    seen: list[int] = []
+    weights = A.QKVAttention._weights
+
+    def recorded(self, q, k, mask):
+        seen.append(q.shape[0])
+        return weights(self, q, k, mask)
+
+    monkeypatch.setattr(A.QKVAttention, "_weights", recorded)
+    mha = nn.MultiHeadAttention(8, 2, causal=True).to("standin")
+    mha(Tensor(np.ones((3, 4, 8), np.float32), device="standin")).sum().backward()
+    assert seen == [3, 3]
+    seen.clear()
+    mha.to("cpu")(Tensor(np.ones((3, 4, 8), np.float32))).sum().backward()
+    assert seen == [1] * 6
