@@ -1,4 +1,5 @@
-"""What every CPU kernel module shares: the dtypes kernels take and the size where threads pay.
+"""What every kernel module shares: the dtypes CPU kernels take, the size where threads pay, and
+how an attention mask fits the scores (the CUDA kernels read masks the same way).
 
 Numba compiles one specialization per argument type, so the wrappers hand the `@njit` functions
 1-D or 2-D C-contiguous arrays of one of two dtypes and Python floats for scalars: that keeps it
@@ -8,6 +9,8 @@ inf/NaN as in NumPy instead of raising ZeroDivisionError, and division loops can
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +45,15 @@ inputs too."""
 
 def is_float(dt: np.dtype) -> bool:
     return dt is F32 or dt is F64
+
+
+def mask_as_4d(mask: Any, shape4: tuple[int, ...]) -> Any | None:
+    """An attention mask (any array module) viewed as 4-D (mB, mH, mT, mS), each side 1 or the
+    scores' (B, H, T, S) side, or None when it would need enlarging (the reference broadcasts
+    it then): what the CPU and CUDA masked-softmax kernels read without materialising."""
+    if mask.ndim > 4:
+        return None
+    m = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    if any(a not in (1, n) for a, n in zip(m.shape, shape4)):
+        return None
+    return m

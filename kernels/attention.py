@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from tinygrad_lab.kernels._common import PARALLEL_MIN, PARALLEL_MIN_HEAVY, is_float
+from tinygrad_lab.kernels._common import (
+    PARALLEL_MIN,
+    PARALLEL_MIN_HEAVY,
+    is_float,
+    mask_as_4d,
+)
 from tinygrad_lab.kernels._math import exp
 from tinygrad_lab.kernels.softmax import _row_dot  # a (R, S), b (R, S) -> float64 row dot
 from tinygrad_lab.kernels.softmax import _row_max_n as _row_max  # a (R, S) -> max of a[r, :n]
@@ -97,11 +102,8 @@ def _masked_softmax_backward(g, y, scale, dx):  # g (R, S), y (R, S) -> dx (R, S
 def _mask_2d(mask: Any, shape4: tuple[int, ...]) -> tuple[Any, tuple[int, int, int]] | None:
     """The mask as (MR, mS) contiguous bool plus (mB, mH, mT), fitting scores (B, H, T, S)
     without enlarging them; None when it cannot (the reference then broadcasts it)."""
-    m = np.asarray(mask)
-    if m.ndim > 4:
-        return None
-    m = m.reshape((1,) * (4 - m.ndim) + m.shape)  # (mB, mH, mT, mS)
-    if any(a not in (1, n) for a, n in zip(m.shape, shape4)):
+    m = mask_as_4d(np.asarray(mask), shape4)  # (mB, mH, mT, mS)
+    if m is None:
         return None
     mb, mh, mt, ms = m.shape
     return np.ascontiguousarray(m, dtype=np.bool_).reshape(mb * mh * mt, ms), (mb, mh, mt)

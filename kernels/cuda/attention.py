@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinygrad_lab.kernels._common import mask_as_4d
 from tinygrad_lab.kernels.cuda._common import (
     NULL,
     CudaSource,
@@ -137,11 +138,8 @@ def _mask_2d(mask: Any, shape4: tuple[int, ...]) -> tuple[Any, tuple[int, int, i
     (B, H, T, S) without enlarging them; None when it cannot (the reference broadcasts it)."""
     import cupy
 
-    m = cupy.asarray(mask)
-    if m.ndim > 4:
-        return None
-    m = m.reshape((1,) * (4 - m.ndim) + m.shape)  # (mB, mH, mT, mS)
-    if any(a not in (1, n) for a, n in zip(m.shape, shape4)):
+    m = mask_as_4d(cupy.asarray(mask), shape4)  # (mB, mH, mT, mS)
+    if m is None:
         return None
     mb, mh, mt, ms = m.shape
     packed = cupy.ascontiguousarray(m.astype(cupy.bool_, copy=False)).view(cupy.uint8)

@@ -251,9 +251,7 @@ def _transposed(x: Array) -> Array:
     """x^T over the last two axes, as a contiguous copy: the per-head products q k^T and gy v^T
     then run as plain (no-transpose) GEMMs. With k^T as a strided view, OpenBLAS took 3.4x as
     long for B8 H8 T128 D32 on 2 threads (2.2 ms against 0.65 ms, plus 0.22 ms for the copy)."""
-    out = array_module(x).empty(x.shape[:-2] + (x.shape[-1], x.shape[-2]), dtype=x.dtype)
-    out[...] = x.swapaxes(-1, -2)
-    return out
+    return array_module(x).ascontiguousarray(x.swapaxes(-1, -2))
 
 
 def _rotate_pairs(x: Array) -> Array:
