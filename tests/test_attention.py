@@ -165,6 +165,40 @@ def test_masked_softmax_kernels_match_references(dtype, shape, mask_shape, causa
                                REFERENCES["masked_softmax_backward"](g, want, 0.3), **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, mask_shape, causal", [
+    *KERNEL_CASES, ((4, 8, 128, 128), None, True), ((2, 2, 37, 20), (2, 1, 37, 20), True)])
+def test_masked_softmax_columns_kernels_match_references(dtype, shape, mask_shape, causal):
+    """The keys-first kernels (what QKVAttention runs on the CPU) on scores^T give the row
+    references' answers transposed; odd S, T cover the rounding of each row's start to 16."""
+    backend = get_backend("cpu")
+    with tl.use_kernels():
+        forward = backend.resolve("masked_softmax_columns_forward")
+        backward = backend.resolve("masked_softmax_columns_backward")
+        assert backend.is_kernel("masked_softmax_columns_forward")
+        assert backend.is_kernel("masked_softmax_columns_backward")
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    scores = (rng.standard_normal(shape) * 3).astype(dtype)  # (..., T, S), queries first
+    g = rng.standard_normal(shape).astype(dtype)
+    mask = None if mask_shape is None else rng.random(mask_shape) > 0.3
+    if mask is not None and mask.ndim >= 2:
+        mask[..., 0, :] = False  # a query with no key: a column of zeros
+    want = REFERENCES["masked_softmax_forward"](scores, 0.3, causal, mask)
+    got_t = forward(np.ascontiguousarray(np.swapaxes(scores, -1, -2)), 0.3, causal, mask)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    assert got_t.dtype == dtype and got_t.shape == np.swapaxes(want, -1, -2).shape
+    np.testing.assert_allclose(np.swapaxes(got_t, -1, -2), want, **tol)
+    assert np.isfinite(got_t).all()
+    g_t = np.ascontiguousarray(np.swapaxes(g, -1, -2))
+    np.testing.assert_allclose(np.swapaxes(backward(g_t, got_t, 0.3, causal), -1, -2),
+                               REFERENCES["masked_softmax_backward"](g, want, 0.3), **tol)
+    np.testing.assert_allclose(REFERENCES["masked_softmax_columns_forward"](
+        np.swapaxes(scores, -1, -2), 0.3, causal, mask), got_t, **tol)
+    reference_backward = REFERENCES["masked_softmax_columns_backward"]
+    np.testing.assert_allclose(reference_backward(g_t, got_t, 0.3, causal),
+                               backward(g_t, got_t, 0.3, causal), **tol)
+
+
 # --- scaled dot-product attention ----------------------------------------------------------------
 def _qkv(data: st.DataObject, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     b, h, t, s, d = shape
