@@ -108,7 +108,7 @@ def _masked_softmax_backward(g, y, scale, dx):  # g (R, S), y (R, S) -> dx (R, S
 # -inf, whose exp is 0), and left of it only zeros are written. Columns are indexed with unsigned
 # integers: with signed ones Numba checks each index for a negative wrap-around, and the loops
 # do not vectorize.
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _visible_from(j, off, causal):  # (first query that sees key j, that rounded down to 16)
     lo = max(0, j - off) if causal else 0
     return lo, lo - lo % 16

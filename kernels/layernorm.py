@@ -52,28 +52,39 @@ def _row_grad_sums(g, x, w, r, m, rs):  # -> (sum dxhat, sum dxhat * xhat), dxha
 
 
 # --- layer norm ---------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def _layer_norm_row(x, w, b, eps, y, mean, rstd, r):  # x (R, C) -> y (R, C), mean, rstd (R,)
+@njit(cache=True, error_model="numpy", inline="always")
+def _layer_norm_stats(x, eps, mean, rstd, r):  # x (R, C) -> mean[r], rstd[r]
     c = x.shape[1]
-    t = x.dtype.type
     m = _row_sum(x, r) / c
-    rs = 1.0 / math.sqrt(_row_centred_squares(x, r, m) / c + eps)
-    m_, rs_ = t(m), t(rs)  # the sums in float64, the per-element maths in x's type (twice the
-    for j in range(c):    # SIMD lanes of float64 for float32 rows)
+    squares = _row_centred_squares(x, r, m)
+    mean[r] = m  # stored after both sums: a store first (mean might alias x, for all LLVM
+    rstd[r] = 1.0 / math.sqrt(squares / c + eps)  # knows) made the second sum 1.4x slower
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _layer_norm_row(x, w, b, y, mean, rstd, r):  # x (R, C) -> y (R, C), with row r's statistics
+    t = x.dtype.type
+    m_, rs_ = t(mean[r]), t(rstd[r])  # the sums in float64, the per-element maths in x's type
+    for j in range(x.shape[1]):       # (twice the SIMD lanes of float64 for float32 rows)
         y[r, j] = (x[r, j] - m_) * rs_ * w[j] + b[j]
-    mean[r] = m
-    rstd[r] = rs
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _layer_norm_forward(x, w, b, eps, y, mean, rstd):  # x (R, C) -> y (R, C), mean, rstd (R,)
+    # On one thread, every row's statistics first, then every row's output: two loops that
+    # LLVM vectorizes well apart; one loop doing both per row took 1.5x as long ((1024, 128)
+    # float32: 77 against 51 us). mean, rstd keep the float64 statistics rounded to x's type,
+    # which is what the output is computed from either way.
     rows = x.shape[0]
     if x.size < PARALLEL_MIN or rows == 1:
         for r in range(rows):
-            _layer_norm_row(x, w, b, eps, y, mean, rstd, r)
+            _layer_norm_stats(x, eps, mean, rstd, r)
+        for r in range(rows):
+            _layer_norm_row(x, w, b, y, mean, rstd, r)
     else:
         for r in prange(rows):
-            _layer_norm_row(x, w, b, eps, y, mean, rstd, r)
+            _layer_norm_stats(x, eps, mean, rstd, r)
+            _layer_norm_row(x, w, b, y, mean, rstd, r)
 
 
 @njit(cache=True, error_model="numpy")
