@@ -39,6 +39,7 @@ from common import (  # noqa: E402
 )
 
 N, D = 4096, 1024  # activations: e.g. 16 x 256 tokens x 1024 features
+ATTENTION = (32, 8, 128, 128)  # attention scores (B, H, T, S): as many elements as N x D
 PARAMS = 4_000_000  # optimizer updates: a 4M-parameter model
 
 
@@ -54,6 +55,12 @@ def cases(np: Any) -> list[dict[str, Any]]:
     labels = rng.integers(0, 1024, N)
     sm = np.exp(logits - logits.max(-1, keepdims=True))
     sm /= sm.sum(-1, keepdims=True)
+    scores = rng.standard_normal(ATTENTION, dtype=np.float32)  # (B, H, T, S), causal
+    weights = np.tril(np.exp(scores))
+    weights /= weights.sum(-1, keepdims=True)
+    scores_t = np.ascontiguousarray(scores.swapaxes(-1, -2))  # keys first (B, H, S, T)
+    weights_t = np.ascontiguousarray(weights.swapaxes(-1, -2))
+    a = scores.nbytes
     p = rng.standard_normal(PARAMS, dtype=np.float32)
     pg = rng.standard_normal(PARAMS, dtype=np.float32)
     s = x.nbytes
@@ -67,6 +74,7 @@ def cases(np: Any) -> list[dict[str, Any]]:
         {"name": "sigmoid_forward", "args": (x,), "bytes": 2 * s},
         {"name": "gelu_forward", "args": (x,), "bytes": 2 * s},
         {"name": "gelu_backward", "args": (g, x), "bytes": 3 * s},
+        {"name": "softplus_forward", "args": (x,), "bytes": 2 * s},
         {"name": "bias_act_forward", "args": (x.copy(), b, "relu"), "bytes": 2 * s,
          "label": "bias_act_forward (relu)", "rotate": 4},
         {"name": "softmax_forward", "args": (logits, -1), "bytes": 2 * logits.nbytes},
@@ -75,6 +83,13 @@ def cases(np: Any) -> list[dict[str, Any]]:
         {"name": "softmax_cross_entropy_forward", "args": (logits, labels),
          "bytes": 2 * logits.nbytes},
         {"name": "sum_to_shape", "args": (g, (D,)), "bytes": s},
+        {"name": "masked_softmax_forward", "args": (scores, 0.125, True, None), "bytes": 2 * a,
+         "label": "masked_softmax_forward (causal)"},
+        {"name": "masked_softmax_backward", "args": (scores, weights, 0.125), "bytes": 3 * a},
+        {"name": "masked_softmax_columns_forward", "args": (scores_t, 0.125, True, None),
+         "bytes": 2 * a, "label": "masked_softmax_columns_forward (causal)"},
+        {"name": "masked_softmax_columns_backward", "args": (scores_t, weights_t, 0.125, True),
+         "bytes": 3 * a, "label": "masked_softmax_columns_backward (causal)"},
         {"name": "adam_step", "args": (p, pg, m1, v1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 10),
          "bytes": 7 * p.nbytes},
         {"name": "adamw_step", "args": (p, pg, m2, v2, 1e-3, 0.9, 0.999, 1e-8, 0.01, 10),
@@ -94,6 +109,9 @@ def torch_cases(torch: Any) -> dict[str, Callable[[], Any]]:
     logits = torch.randn(N, 1024)
     labels = torch.randint(0, 1024, (N,))
     sm = torch.softmax(logits, -1)
+    scores = torch.randn(ATTENTION)
+    hidden = torch.ones(ATTENTION[-2:], dtype=torch.bool).triu(1)
+    weights = torch.softmax(scores.masked_fill(hidden, float("-inf")), -1)
     p = torch.nn.Parameter(torch.randn(PARAMS))
     p.grad = torch.randn(PARAMS)
     adam = torch.optim.Adam([p], lr=1e-3)
@@ -114,12 +132,17 @@ def torch_cases(torch: Any) -> dict[str, Callable[[], Any]]:
         "sigmoid_forward": lambda: torch.sigmoid(x),
         "gelu_forward": lambda: F.gelu(x, approximate="tanh"),
         "gelu_backward": lambda: torch.ops.aten.gelu_backward(g, x, approximate="tanh"),
+        "softplus_forward": lambda: F.softplus(x),
         "bias_act_forward": lambda: torch.relu_(x.clone().add_(b)),
         "softmax_forward": lambda: torch.softmax(logits, -1),
         "softmax_backward": lambda: torch.ops.aten._softmax_backward_data(g, y, -1, g.dtype),
         "log_softmax_forward": lambda: torch.log_softmax(logits, -1),
         "softmax_cross_entropy_forward": ce,
         "sum_to_shape": lambda: g.sum(0),
+        "masked_softmax_forward": lambda: torch.softmax(
+            (scores * 0.125).masked_fill(hidden, float("-inf")), -1),
+        "masked_softmax_backward": lambda: torch.ops.aten._softmax_backward_data(
+            scores, weights, -1, scores.dtype) * 0.125,
         "adam_step": adam.step,
         "adamw_step": adamw.step,
         "sgd_step": sgd.step,

@@ -1,4 +1,4 @@
-"""exp and tanh for kernels, written so that LLVM vectorizes them in float32.
+"""exp, tanh and log1p for kernels, written so that LLVM vectorizes them in float32.
 
 Numba lowers np.exp / np.tanh to scalar libm calls (8-30 ns per element; it vectorizes them only
 with an SVML-patched LLVM, which PyPI's llvmlite is not), while NumPy's own float32 exp and tanh
@@ -16,11 +16,16 @@ with AVX2, twice the lanes of float64 arithmetic):
   (both computed, one selected, so the body has no branch): within 1.3 ulp (the Eigen rational
   fit it replaces: 2.7 ulp), at the same speed.
 
+- `log1p`: u = 1 + x, log(u) from u's exponent bits and Cephes' logf polynomial on
+  [sqrt(1/2), sqrt(2)), plus the correction (x - (u - 1)) / u for the rounding of u: within
+  1.44 ulp, 0.74 ns per element (NumPy's SIMD log1p: 0.46), against ~10 ns for the scalar libm
+  call Numba makes of np.log1p (the softplus kernel: 79 -> 8.8 ms for 4M float32, 2 threads).
+
 Every constant is an np.float32 module global: a Python float literal would make Numba promote
 the arithmetic to float64. tests/test_kernel_math.py holds them to 2 ulp.
 float64 goes to libm: it is the gradient-check dtype, where accuracy is what counts. Call these
-as `exp(v)` / `tanh(v)` inside @njit code only; each picks its implementation by the argument's
-type at compile time.
+as `exp(v)` / `tanh(v)` / `log1p(v)` inside @njit code only; each picks its implementation by
+the argument's type at compile time.
 """
 
 from __future__ import annotations
@@ -113,6 +118,68 @@ def _tanh_float32_arith(x):
     return small if a < _F32_TANH_SMALL else big
 
 
+@intrinsic
+def _float32_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    """The bits of a float32 as an int32: one LLVM bitcast, which vectorizes."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(x), codegen
+
+
+# Cephes' logf on [sqrt(1/2), sqrt(2)), the log of 1 + f as f - f**2 / 2 + f**3 P(f)
+_F32_SQRT_HALF = np.float32(0.707106781186547524)
+_F32_L0 = np.float32(7.0376836292e-2)
+_F32_L1 = np.float32(-1.1514610310e-1)
+_F32_L2 = np.float32(1.1676998740e-1)
+_F32_L3 = np.float32(-1.2420140846e-1)
+_F32_L4 = np.float32(1.4249322787e-1)
+_F32_L5 = np.float32(-1.6668057665e-1)
+_F32_L6 = np.float32(2.0000714765e-1)
+_F32_L7 = np.float32(-2.4999993993e-1)
+_F32_L8 = np.float32(3.3333331174e-1)
+_F32_INF = np.float32(np.inf)
+_F32_NAN = np.float32(np.nan)
+_MANTISSA = np.int32(0x007FFFFF)
+_HALF_EXPONENT = np.int32(0x3F000000)  # the bits of 0.5: a mantissa put in [0.5, 1)
+
+
+@njit(cache=True, error_model="numpy")
+def _log1p_float32_arith(x):
+    # u = 1 + x rounds; log(u) + (x - (u - 1)) / u puts the rounding back (the correction is
+    # the first term of log(1 + d / u), d = x - (u - 1) exact); when u == 1 the answer is x.
+    # log(u): u = m 2**e, m in [sqrt(1/2), sqrt(2)) taken from its bits (u is never
+    # subnormal: the least u > 0 is 2**-24), Cephes' polynomial for log(m). Every branch is
+    # computed and one selected, so the body vectorizes.
+    u = _F32_ONE + x
+    bits = _float32_bits(u)
+    e = np.int32((bits >> 23) & 0xFF) - np.int32(126)
+    m = _float32_from_bits((bits & _MANTISSA) | _HALF_EXPONENT)  # [0.5, 1)
+    low = m < _F32_SQRT_HALF
+    e = e - np.int32(1) if low else e
+    f = (m + m - _F32_ONE) if low else (m - _F32_ONE)  # m in [sqrt(1/2), sqrt(2)) minus 1
+    z = f * f
+    p = _F32_L0 * f + _F32_L1
+    p = p * f + _F32_L2
+    p = p * f + _F32_L3
+    p = p * f + _F32_L4
+    p = p * f + _F32_L5
+    p = p * f + _F32_L6
+    p = p * f + _F32_L7
+    p = p * f + _F32_L8
+    k = np.float32(e)
+    y = p * f * z + k * _F32_LN2_LO - _F32_HALF * z
+    log_u = f + y + k * _F32_LN2_HI
+    corrected = log_u + (x - (u - _F32_ONE)) / u  # log(u) + log(1 + (x - (u - 1)) / u)
+    out = x if u == _F32_ONE else corrected  # x tiny (and +-0: its sign kept)
+    out = _F32_INF if u == _F32_INF else out  # x = +inf (x / (u - 1) would be NaN)
+    out = -_F32_INF if u == _F32_ZERO else out  # x = -1
+    return _F32_NAN if u < _F32_ZERO else out  # x < -1; NaN stays NaN through every select
+
+
 def exp(v):
     """exp inside kernels (see the module docstring)."""
     return np.exp(v)
@@ -135,3 +202,15 @@ def _tanh_for_type(v):  # no annotations: Numba compares them with the implement
     if v == types.float32:
         return lambda v: _tanh_float32_arith(v)
     return lambda v: np.tanh(v)
+
+
+def log1p(v):
+    """log1p inside kernels (see the module docstring)."""
+    return np.log1p(v)
+
+
+@overload(log1p)
+def _log1p_for_type(v):  # no annotations: Numba compares them with the implementation's
+    if v == types.float32:
+        return lambda v: _log1p_float32_arith(v)
+    return lambda v: np.log1p(v)

@@ -21,7 +21,7 @@ from tinygrad_lab.kernels._common import (
     PARALLEL_MIN_ONE_PASS,
     is_float,
 )
-from tinygrad_lab.kernels._math import exp, tanh
+from tinygrad_lab.kernels._math import exp, log1p, tanh
 
 GELU_K = float(np.sqrt(2.0 / np.pi))  # the reference's constant, sqrt(2/pi)
 GELU_C = 0.044715
@@ -220,10 +220,10 @@ def gelu_backward(g: Any, x: Any) -> Any:
 @njit(cache=True, error_model="numpy")
 def _softplus(v, beta, threshold):
     z = beta * v
-    if z > threshold:
-        return v
-    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exp of a non-positive number only, no overflow
-    return ((z if z > 0 else type(v)(0)) + np.log1p(exp(-abs(z)))) / beta
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): exp of a non-positive number only, no overflow;
+    # computed for every z and then selected, so that the loop has no branch and vectorizes
+    soft = ((z if z > 0 else type(v)(0)) + log1p(exp(-abs(z)))) / beta
+    return v if z > threshold else soft
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
