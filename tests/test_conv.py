@@ -414,6 +414,32 @@ def test_conv_epilogue_kernels_match_references(shape, activation, dtype, layout
     np.testing.assert_allclose(gb, gb_ref, rtol=1e-5, atol=1e-5 * scale)
 
 
+@DTYPES
+@LAYOUTS
+@pytest.mark.parametrize("shape, rows", [((2, 3, 4, 5), 9), ((64, 32, 26, 26), 9),
+                                         ((3, 5, 3, 3), 27), ((1, 1, 1, 1), 1),
+                                         ((2, 3, 4, 5), 33)])
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_first_layer_weight_grad_kernel_matches_reference(shape, rows, activation, dtype, layout):
+    """gw, gb straight from g (no regrouped g2) against the reference's g2 @ cols^T; 33 rows and
+    tanh go to the reference (the kernel declines), which must still answer."""
+    n, o, oh, ow = shape
+    g = sample(shape, dtype, layout, seed=2)
+    out = np.maximum(sample(shape, dtype, "contiguous", seed=3), 0)
+    cols = sample((rows, n * oh * ow), dtype, layout, seed=4)
+    saved = out if activation else None
+    with tl.use_kernels():
+        backend = get_backend("cpu")
+        assert backend.is_kernel("conv2d_weight_grad")
+        gw, gb = backend.resolve("conv2d_weight_grad")(g, saved, activation, cols)
+    gw_ref, gb_ref = REFERENCES["conv2d_weight_grad"](g, saved, activation, cols)
+    assert gw.shape == (o, rows) and gw.dtype == dtype and gb.shape == (o,) and gb.dtype == dtype
+    scale = np.sqrt(max(n * oh * ow, 1))  # sums of N*L terms, in another order
+    atol = (1e-5 if dtype == np.float32 else 1e-12) * scale
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(gb, gb_ref, rtol=1e-5, atol=atol)
+
+
 def test_maxpool_kernel_nan_and_minus_inf_windows_match_reference():
     x = np.full((1, 2, 4, 4), -np.inf, dtype=np.float32)
     x[0, 1, 1, 1], x[0, 1, 2, 2], x[0, 1, 0, 3] = np.nan, np.nan, 5.0

@@ -119,9 +119,15 @@ class Conv2d(Function):
         n, o, oh, ow = gy.shape
         g = self.groups
         need_x, need_w = self.needs_input_grad[:2]
+        gx = gw = None
+        if g == 1 and need_w and not need_x:  # a first layer: gw and gb straight from gy
+            gw, gb = self.call("conv2d_weight_grad", gy, kept, self.activation, cols)
+            gw = gw.reshape(w_shape)
+            if len(self.needs_input_grad) == 3:
+                return gx, gw, (gb if self.needs_input_grad[2] else None)
+            return gx, gw
         g2, gb = self.call("conv2d_bias_act_backward", gy, kept, self.activation)  # (O, N*L), (O,)
         self.workspace(g2)
-        gx = gw = None
         if g == 1:
             if need_w:
                 gw = (g2 @ cols.T).reshape(w_shape)
@@ -171,6 +177,16 @@ def conv2d_bias_act_backward(g: Array, kept: Array | None,
         g = REFERENCES[f"{activation}_backward"](g, kept)
     g2 = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(o, n * oh * ow)  # (O, N*L)
     return g2, g2.sum(axis=1)
+
+
+@reference_function("conv2d_weight_grad")
+def conv2d_weight_grad(g: Array, kept: Array | None, activation: str | None,
+                       cols: Array) -> tuple[Array, Array]:
+    """(gw (O, C*KH*KW), gb (O,)) of a one-group convolution whose input takes no gradient,
+    from g (N, O, OH, OW), what the activation keeps and the saved cols (C*KH*KW, N*L): its
+    backward needs no g2 of its own, so a kernel may skip regrouping it."""
+    g2, gb = conv2d_bias_act_backward(g, kept, activation)
+    return g2 @ cols.T, gb
 
 
 @reference_function("im2col")
