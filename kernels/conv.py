@@ -314,16 +314,20 @@ def _conv_weight_grad(g, out, act, cols, gw, gb, n_img, chans, per_plane):
 
 def conv2d_weight_grad(g: Any, kept: Any, activation: str | None, cols: Any) -> tuple[Any, Any]:
     """(gw (O, R), gb (O,)) from g (N, O, OH, OW), the forward output and cols (R, N*L) of a
-    convolution with one group, R = C*KH*KW <= WEIGHT_GRAD_MAX_ROWS."""
+    convolution with one group; above WEIGHT_GRAD_MAX_ROWS rows, the regrouping kernel and a
+    GEMM, as the reference does."""
     code = _ACTIVATION_CODES.get(activation, -1)
     dt = g.dtype
     if (code < 0 or not is_float(dt) or g.ndim != 4 or cols.dtype is not dt or cols.ndim != 2
-            or not 0 < cols.shape[0] <= WEIGHT_GRAD_MAX_ROWS or g.size == 0
+            or cols.shape[0] == 0 or g.size == 0
             or (code > 0 and (kept.dtype is not dt or kept.shape != g.shape))):
         return NotImplemented
     n, o, oh, ow = g.shape
     if cols.shape[1] != n * oh * ow:
         return NotImplemented
+    if cols.shape[0] > WEIGHT_GRAD_MAX_ROWS:
+        g2, gb = conv2d_bias_act_backward(g, kept, activation)  # (O, N*L), (O,)
+        return g2 @ cols.T, gb
     gw = np.empty((o, cols.shape[0]), dt)
     gb = np.empty(o, dt)
     _conv_weight_grad(g.reshape(-1), kept.reshape(-1) if code else _EMPTY[dt], code,

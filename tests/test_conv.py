@@ -421,8 +421,9 @@ def test_conv_epilogue_kernels_match_references(shape, activation, dtype, layout
                                          ((2, 3, 4, 5), 33)])
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
 def test_first_layer_weight_grad_kernel_matches_reference(shape, rows, activation, dtype, layout):
-    """gw, gb straight from g (no regrouped g2) against the reference's g2 @ cols^T; 33 rows and
-    tanh go to the reference (the kernel declines), which must still answer."""
+    """gw, gb straight from g (no regrouped g2) against the reference's g2 @ cols^T; with 33
+    rows the kernel regroups and multiplies as the reference does; tanh goes to the reference
+    (the kernel declines), which must still answer."""
     n, o, oh, ow = shape
     g = sample(shape, dtype, layout, seed=2)
     out = np.maximum(sample(shape, dtype, "contiguous", seed=3), 0)

@@ -120,7 +120,8 @@ class Conv2d(Function):
         g = self.groups
         need_x, need_w = self.needs_input_grad[:2]
         gx = gw = None
-        if g == 1 and need_w and not need_x:  # a first layer: gw and gb straight from gy
+        if (g == 1 and need_w and not need_x  # a first layer: gw and gb straight from gy,
+                and self.backend.is_kernel("conv2d_weight_grad")):  # where a kernel does that
             gw, gb = self.call("conv2d_weight_grad", gy, kept, self.activation, cols)
             gw = gw.reshape(w_shape)
             if len(self.needs_input_grad) == 3:
