@@ -131,7 +131,7 @@ class Conv2d(Function):
         self.workspace(g2)
         if g == 1:
             if need_w:
-                gw = (g2 @ cols.T).reshape(w_shape)
+                gw = _weight_grad_gemm(g2, cols).reshape(w_shape)
             if need_x:
                 gcols = w.reshape(o, -1).T @ g2  # (C*KH*KW, N*L)
         else:
@@ -149,6 +149,16 @@ class Conv2d(Function):
         if len(self.needs_input_grad) == 3:
             return gx, gw, (gb if self.needs_input_grad[2] else None)
         return gx, gw
+
+
+def _weight_grad_gemm(g2: Array, cols: Array) -> Array:
+    """g2 (O, N*L) @ cols^T (N*L, R) -> (O, R), as (cols @ g2^T)^T when R > O: OpenBLAS runs
+    these long-K products faster with the larger side first (alternating, 2 threads: the MNIST
+    CNN's O 64, R 288, N*L 7744 in 0.91x the time; R 576, O 64: 0.83x; O 256, R 64 the other
+    way round: 1.10x as long)."""
+    if cols.shape[0] > g2.shape[0]:
+        return (cols @ g2.T).T
+    return g2 @ cols.T
 
 
 @reference_function("conv2d_bias_act_forward")
