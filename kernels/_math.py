@@ -180,37 +180,25 @@ def _log1p_float32_arith(x):
     return _F32_NAN if u < _F32_ZERO else out  # x < -1; NaN stays NaN through every select
 
 
-def exp(v):
-    """exp inside kernels (see the module docstring)."""
-    return np.exp(v)
+def _float32_or_numpy(numpy_fn, float32_fn, name):  # type: ignore[no-untyped-def]
+    """`name` for kernels: float32 arguments take float32_fn, others NumPy's own function
+    (libm), picked by the argument's Numba type when a kernel compiles."""
+
+    def kernel_fn(v):  # type: ignore[no-untyped-def]
+        return numpy_fn(v)
+
+    kernel_fn.__name__ = kernel_fn.__qualname__ = name
+    kernel_fn.__doc__ = f"{name} inside kernels (see the module docstring)."
+
+    @overload(kernel_fn)
+    def _for_type(v):  # type: ignore[no-untyped-def]  # no annotations: Numba compares them
+        if v == types.float32:
+            return lambda v: float32_fn(v)
+        return lambda v: numpy_fn(v)
+
+    return kernel_fn
 
 
-@overload(exp)
-def _exp_for_type(v):  # no annotations: Numba compares them with the implementation's
-    if v == types.float32:
-        return lambda v: _exp_float32_arith(v)
-    return lambda v: np.exp(v)
-
-
-def tanh(v):
-    """tanh inside kernels (see the module docstring)."""
-    return np.tanh(v)
-
-
-@overload(tanh)
-def _tanh_for_type(v):  # no annotations: Numba compares them with the implementation's
-    if v == types.float32:
-        return lambda v: _tanh_float32_arith(v)
-    return lambda v: np.tanh(v)
-
-
-def log1p(v):
-    """log1p inside kernels (see the module docstring)."""
-    return np.log1p(v)
-
-
-@overload(log1p)
-def _log1p_for_type(v):  # no annotations: Numba compares them with the implementation's
-    if v == types.float32:
-        return lambda v: _log1p_float32_arith(v)
-    return lambda v: np.log1p(v)
+exp = _float32_or_numpy(np.exp, _exp_float32_arith, "exp")
+tanh = _float32_or_numpy(np.tanh, _tanh_float32_arith, "tanh")
+log1p = _float32_or_numpy(np.log1p, _log1p_float32_arith, "log1p")

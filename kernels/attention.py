@@ -233,19 +233,27 @@ def _mask_2d(mask: Any, shape4: tuple[int, ...]) -> tuple[Any, tuple[int, int, i
     return np.ascontiguousarray(m, dtype=np.bool_).reshape(mb * mh * mt, ms), (mb, mh, mt)
 
 
+def _fitted(scores: Any, mask: Any, keys_first: bool) -> tuple[Any, Any] | None:
+    """((B, H, T, S), (mask (MR, mS), (mB, mH, mT))) for scores (..., T, S), or keys first
+    (..., S, T), that a forward kernel takes; None when it does not (then the reference runs)."""
+    if not (is_float(scores.dtype) and 2 <= scores.ndim <= 4 and scores.size > 0):
+        return None
+    b, h, rows, cols = (1,) * (4 - scores.ndim) + scores.shape
+    shape4 = (b, h, cols, rows) if keys_first else (b, h, rows, cols)
+    packed = (_NO_MASK, (1, 1, 1)) if mask is None else _mask_2d(mask, shape4)
+    return None if packed is None else (shape4, packed)
+
+
 def masked_softmax_forward(scores: Any, scale: float, causal: bool, mask: Any) -> Any:
     """y = softmax over S of scale * scores with hidden entries (causal: j > i + S - T; mask
     False) at 0 and fully hidden rows all 0; scores (..., T, S) -> y (..., T, S)."""
-    shape = scores.shape
-    fits = is_float(scores.dtype) and 2 <= scores.ndim <= 4 and scores.size > 0
-    if fits:
-        b, h, t, s = (1,) * (4 - scores.ndim) + shape
-        packed = (_NO_MASK, (1, 1, 1)) if mask is None else _mask_2d(mask, (b, h, t, s))
-    if not fits or packed is None:
+    fitted = _fitted(scores, mask, keys_first=False)
+    if fitted is None:
         return NotImplemented
-    y = np.empty(shape, scores.dtype)
-    _masked_softmax_forward(scores.reshape(-1, s), packed[0], scores.dtype.type(scale),  # (R, S)
-                            bool(causal), mask is not None, h, t, packed[1], y.reshape(-1, s))
+    (_, h, t, s), (mask2, mshape) = fitted
+    y = np.empty(scores.shape, scores.dtype)
+    _masked_softmax_forward(scores.reshape(-1, s), mask2, scores.dtype.type(scale),  # (R, S)
+                            bool(causal), mask is not None, h, t, mshape, y.reshape(-1, s))
     return y
 
 
@@ -265,17 +273,14 @@ def masked_softmax_columns_forward(scores_t: Any, scale: float, causal: bool, ma
     """The masked softmax of keys-first scores (..., S, T), down each column (over S): the
     transpose of masked_softmax_forward's answer for scores_t^T. mask is laid out as there,
     broadcastable to (B, H, T, S)."""
-    shape = scores_t.shape
-    fits = is_float(scores_t.dtype) and 2 <= scores_t.ndim <= 4 and scores_t.size > 0
-    if fits:
-        b, h, s, t = (1,) * (4 - scores_t.ndim) + shape
-        packed = (_NO_MASK, (1, 1, 1)) if mask is None else _mask_2d(mask, (b, h, t, s))
-    if not fits or packed is None:
+    fitted = _fitted(scores_t, mask, keys_first=True)
+    if fitted is None:
         return NotImplemented
-    y = np.empty(shape, scores_t.dtype)
-    _masked_softmax_columns_forward(scores_t.reshape(-1, t), packed[0],  # (R, T), R = B * H * S
+    (_, h, t, s), (mask2, mshape) = fitted
+    y = np.empty(scores_t.shape, scores_t.dtype)
+    _masked_softmax_columns_forward(scores_t.reshape(-1, t), mask2,  # (R, T), R = B * H * S
                                     scores_t.dtype.type(scale), bool(causal), mask is not None,
-                                    h, s, packed[1], y.reshape(-1, t))
+                                    h, s, mshape, y.reshape(-1, t))
     return y
 
 

@@ -115,18 +115,25 @@ class Conv2d(Function):
         return out
 
     def backward(self, gy: Array) -> tuple[Array | None, ...]:
+        cols, _, _, w_shape, kept = self.saved
+        need_x, need_w = self.needs_input_grad[:2]
+        if (self.groups == 1 and need_w and not need_x  # a first layer: gw and gb straight
+                and self.backend.is_kernel("conv2d_weight_grad")):  # from gy, where a kernel can
+            gw, gb = self.call("conv2d_weight_grad", gy, kept, self.activation, cols)
+            gx, gw = None, gw.reshape(w_shape)
+        else:
+            gx, gw, gb = self._grads_through_g2(gy)
+        if len(self.needs_input_grad) == 3:
+            return gx, gw, (gb if self.needs_input_grad[2] else None)
+        return gx, gw
+
+    def _grads_through_g2(self, gy: Array) -> tuple[Array | None, Array | None, Array]:
+        """(gx, gw, gb) by way of g2 = act'(gy) regrouped as (O, N*L): the GEMMs and col2im."""
         cols, w, x_shape, w_shape, kept = self.saved
         n, o, oh, ow = gy.shape
         g = self.groups
         need_x, need_w = self.needs_input_grad[:2]
         gx = gw = None
-        if (g == 1 and need_w and not need_x  # a first layer: gw and gb straight from gy,
-                and self.backend.is_kernel("conv2d_weight_grad")):  # where a kernel does that
-            gw, gb = self.call("conv2d_weight_grad", gy, kept, self.activation, cols)
-            gw = gw.reshape(w_shape)
-            if len(self.needs_input_grad) == 3:
-                return gx, gw, (gb if self.needs_input_grad[2] else None)
-            return gx, gw
         g2, gb = self.call("conv2d_bias_act_backward", gy, kept, self.activation)  # (O, N*L), (O,)
         self.workspace(g2)
         if g == 1:
@@ -146,9 +153,7 @@ class Conv2d(Function):
             self.workspace(gcols)
             gx = self.call("col2im", gcols, x_shape, self.kernel_size, self.stride, self.padding,
                            self.dilation)
-        if len(self.needs_input_grad) == 3:
-            return gx, gw, (gb if self.needs_input_grad[2] else None)
-        return gx, gw
+        return gx, gw, gb
 
 
 def _weight_grad_gemm(g2: Array, cols: Array) -> Array:
